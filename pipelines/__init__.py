@@ -1,0 +1,11 @@
+"""Pure tf.data input pipelines: sources (`load`) and the train/eval transforms (`train_dataset`, `eval_dataset`).
+
+    python -c "import pipelines; s = pipelines.load('embedded:digits'); print(s.num_examples, s.spec)"
+
+Nothing here imports Keras models or tfapp: a pipeline turns a data location into batches, and that is all.
+"""
+from pipelines.batching import eval_dataset, train_dataset
+from pipelines.sources import SOURCES, DataError, load
+from pipelines.source import Source
+
+__all__ = ["SOURCES", "DataError", "Source", "eval_dataset", "load", "train_dataset"]

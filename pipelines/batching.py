@@ -1,0 +1,74 @@
+"""Train and eval transforms: shard per input pipeline, shuffle, repeat, map, per-replica batch, prefetch.
+
+    python -c "import pipelines as p; s = p.load('embedded:digits'); print(p.train_dataset(s.splits['train'], lambda e: (e['x'], e['y']), 64, seed=0).element_spec)"
+
+Both take the `tf.distribute.InputContext` handed to `strategy.distribute_datasets_from_function`: each input
+pipeline (one per host) reads its own shard and batches with the per-replica batch size. Batches keep a static
+shape (`drop_remainder=True`), as TPUs and XLA need. The eval set is padded to whole global batches with
+weight-0 examples instead of being cut, so every test example counts exactly once.
+"""
+import math
+
+import tensorflow as tf
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _context(input_context):
+    return input_context or tf.distribute.InputContext()
+
+
+def per_replica_batch_size(global_batch_size, input_context=None):
+    """The batch one replica sees; raises ValueError when the global batch does not split evenly."""
+    context = _context(input_context)
+    replicas = context.num_replicas_in_sync
+    if global_batch_size % replicas:
+        raise ValueError(f"--batch_size={global_batch_size} (global) is not divisible by {replicas} replicas")
+    return global_batch_size // replicas
+
+
+def _shard(dataset, context):
+    if context.num_input_pipelines > 1:
+        dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
+    return dataset
+
+
+def train_dataset(make_split, preprocess, global_batch_size, seed, input_context=None, shuffle_buffer=10_000):
+    """Endless, shuffled, per-replica batches of `preprocess(example)` = (features, label)."""
+    context = _context(input_context)
+    batch = per_replica_batch_size(global_batch_size, context)
+    dataset = _shard(make_split(), context).cache()
+    # One seed per input pipeline: hosts shuffle differently, and the same seed replays the same order.
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed + context.input_pipeline_id, reshuffle_each_iteration=True)
+    dataset = dataset.repeat()
+    dataset = dataset.map(preprocess, num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(batch, drop_remainder=True)
+    return dataset.prefetch(AUTOTUNE)
+
+
+def padded_shard_size(num_examples, global_batch_size, context):
+    """Examples each input pipeline yields after padding: the largest shard, rounded up to whole global batches
+    of that pipeline (its per-replica batch times its replicas), so every host runs the same number of steps."""
+    pipelines = context.num_input_pipelines
+    per_pipeline_batch = global_batch_size // pipelines
+    largest_shard = math.ceil(num_examples / pipelines)
+    return max(1, math.ceil(largest_shard / per_pipeline_batch)) * per_pipeline_batch
+
+
+def eval_dataset(make_split, preprocess, global_batch_size, num_examples, input_context=None):
+    """One pass of per-replica batches of (features, label, weight); weight is 0.0 on padding examples."""
+    context = _context(input_context)
+    batch = per_replica_batch_size(global_batch_size, context)
+    shard = _shard(make_split(), context)
+    shard_size = math.ceil((num_examples - context.input_pipeline_id) / context.num_input_pipelines)
+    target = padded_shard_size(num_examples, global_batch_size, context)
+
+    def with_weight(weight):
+        return lambda example: (*preprocess(example), tf.constant(weight, tf.float32))
+
+    real = shard.map(with_weight(1.0), num_parallel_calls=AUTOTUNE, deterministic=True)
+    filler = make_split().take(1).map(with_weight(0.0)).map(
+        lambda features, label, weight: (tf.nest.map_structure(tf.zeros_like, features), label, weight))
+    dataset = real.concatenate(filler.repeat(target - max(shard_size, 0)))
+    dataset = dataset.batch(batch, drop_remainder=True)
+    return dataset.cache().prefetch(AUTOTUNE)

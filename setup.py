@@ -1,0 +1,30 @@
+"""tfapp: fast Keras + TensorFlow training loops for real tasks. `pip install -e ".[test]"` then `tfapp-train`."""
+import setuptools
+
+setuptools.setup(
+    name="tfapp",
+    version="0.1.0",
+    description="Train, evaluate, plot and export Keras models fast on any tf.distribute strategy",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["tfapp", "tfapp.*", "pipelines", "pipelines.*",
+                                               "strategies", "strategies.*"]),
+    package_data={"pipelines": ["data/*.npz", "data/README.md"]},
+    # Ranges tested together (Python 3.11, 2026-11): TF 2.21.0, Keras 3.15.1, TFDS 4.9.10, absl 2.5.1,
+    # matplotlib 3.11.2, TensorBoard 2.21. On TPU VMs install tensorflow-tpu pinned to its last release instead.
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "tensorboard>=2.21,<2.22",
+        "keras>=3.15,<3.16",
+        "tensorflow-datasets>=4.9.10,<4.10",
+        "importlib_resources>=6",  # TFDS 4.9 on Python 3.11 imports it
+        "absl-py>=2.1,<3",
+        "matplotlib>=3.9,<4",
+        "numpy>=1.26,<3",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "scikit-learn>=1.5,<2"],
+    },
+    entry_points={"console_scripts": ["tfapp-train=tfapp.cli.train:run"]},
+)

@@ -1,0 +1,54 @@
+"""`tfapp-train`: train, evaluate, plot and export one task. All logic lives in tfapp.run.
+
+    tfapp-train                                   # digits on embedded data, default strategy
+    tfapp-train --strategy=mirrored --num_cpu_devices=2 --steps_per_loop=16
+    tfapp-train --flagfile=my_experiment.flags
+
+Bad flag values end with one line on stderr naming the flag, exit status 2, and nothing written.
+"""
+import os
+import sys
+import time
+
+START_TIME = time.time()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the run log
+
+from absl import app  # noqa: E402
+from absl import logging  # noqa: E402
+
+from tfapp import flags as tfapp_flags  # noqa: E402
+from tfapp import run as run_lib  # noqa: E402
+
+
+def summary_line(content):
+    metrics = ", ".join(f"{name} {value:.4f}" for name, value in content["final_metrics"].items())
+    speed = f"{content['steps_per_second']:.1f} steps/s" if content["steps_per_second"] else "n/a steps/s"
+    return (f"{content['task']}/{content['config']['model']}: test {metrics} | {content['steps']} steps, {speed}, "
+            f"{content['num_replicas']} replica(s) | wall {content['wall_time_s']:.1f} s | "
+            f"{content['config']['model_dir']}")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # TF's INFO lines (checkpoint sharding, assets) are noise here
+    try:
+        config = tfapp_flags.config_from_flags()
+        experiment = run_lib.prepare(config)
+    except ValueError as error:  # ConfigError, StrategyError, DataError: bad input, nothing written yet
+        if os.environ.get("TFAPP_TRACEBACK"):
+            raise
+        print(f"tfapp-train: error: {error}", file=sys.stderr)
+        return 2
+    content = run_lib.train(experiment, start_time=START_TIME)
+    print(summary_line(content), flush=True)
+    return 0
+
+
+def run():
+    tfapp_flags.define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

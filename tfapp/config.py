@@ -1,0 +1,82 @@
+"""`Config`: every setting of one run, frozen. Built once from flags (or by hand in a notebook), then passed on.
+
+    python -c "from tfapp import config; print(config.Config(task='digits').resolved())"
+
+`resolved()` fills what the user left open (model, data, task defaults, model_dir) and validates every value,
+raising `ConfigError` whose message names the flag and the valid choices. Nothing else in tfapp reads FLAGS.
+"""
+import dataclasses
+import datetime
+import json
+from typing import Optional
+
+from tfapp import tasks
+
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+JIT_CHOICES = ("auto", "true", "false")
+
+
+class ConfigError(ValueError):
+    """A bad setting; the message starts with the flag it is about."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    task: str = "digits"
+    model: Optional[str] = None              # None -> the task's first model
+    data: Optional[str] = None               # "KIND:LOCATION"; None -> the task's default_data
+    data_dir: Optional[str] = None           # TFDS data_dir
+    test_fraction: float = 0.2               # share of examples held out when a source has no test split
+    model_dir: Optional[str] = None          # None -> runs/<task>-<YYYYmmdd-HHMMSS>
+    batch_size: Optional[int] = None         # global batch, split across replicas
+    train_steps: Optional[int] = None        # optimizer steps
+    eval_every: Optional[int] = None         # steps between evaluations on the test split
+    learning_rate: Optional[float] = None    # Adam learning rate
+    seed: int = 0
+    strategy: str = "auto"
+    tpu: Optional[str] = None
+    num_cpu_devices: Optional[int] = None    # split the CPU into N logical devices (Mirrored on a laptop)
+    steps_per_loop: int = 20                 # optimizer steps per host round-trip (one tf.function call)
+    jit_compile: str = "auto"                # auto | true | false
+    export: bool = True                      # write a SavedModel under <model_dir>/export/<version>/
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def resolved(self, smoke=False, now=None):
+        """A copy with every open value filled in (task defaults; smoke sizes if `smoke`) and validated."""
+        try:
+            task = tasks.get_task(self.task)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        values = dataclasses.asdict(self)
+        for name, value in {**task.defaults, **(task.smoke if smoke else {})}.items():
+            if values[name] is None or (smoke and name in task.smoke):
+                values[name] = value
+        values["model"] = values["model"] or task.default_model
+        values["data"] = values["data"] or task.default_data
+        stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
+        values["model_dir"] = values["model_dir"] or f"runs/{self.task}-{stamp}"
+        config = Config(**values)
+        config.validate()
+        return config
+
+    def validate(self):
+        task = tasks.get_task(self.task)
+        if self.model not in task.models:
+            raise ConfigError(f"--model: unknown model {self.model!r} for task {self.task!r}; "
+                              f"valid: {', '.join(task.models)}")
+        for name in ("batch_size", "train_steps", "eval_every", "steps_per_loop"):
+            value = getattr(self, name)
+            if value is None or value < 1:
+                raise ConfigError(f"--{name} must be a positive integer, got {value}")
+        if self.learning_rate is None or not self.learning_rate > 0:
+            raise ConfigError(f"--learning_rate must be > 0, got {self.learning_rate}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"--strategy: unknown strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
+        if self.jit_compile not in JIT_CHOICES:
+            raise ConfigError(f"--jit_compile: {self.jit_compile!r} is not one of {', '.join(JIT_CHOICES)}")
+        if self.num_cpu_devices is not None and self.num_cpu_devices < 1:
+            raise ConfigError(f"--num_cpu_devices must be >= 1, got {self.num_cpu_devices}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"--test_fraction must be in (0, 1), got {self.test_fraction}")

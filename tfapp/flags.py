@@ -1,0 +1,58 @@
+"""The absl flags of `tfapp-train`, and their conversion into one `Config` (the only place FLAGS is read).
+
+    tfapp-train --helpfull      # every flag, with its help text
+    tfapp-train --flagfile=experiments/digits_mirrored.flags
+"""
+import dataclasses
+
+from absl import flags
+
+from tfapp import config as config_lib
+from tfapp import tasks
+
+
+def _task_help():
+    return "; ".join(f"{name} (models: {', '.join(task.models)}; data: {task.default_data})"
+                     for name, task in sorted(tasks.TASKS.items()))
+
+
+def define_flags():
+    """Defines the training flags on absl's global FLAGS (once)."""
+    if "task" in flags.FLAGS:
+        return
+    flags.DEFINE_string("task", "digits", f"Task to train. Valid: {_task_help()}.")
+    flags.DEFINE_string("model", None, "Model of the task (see --task for the names); default: the task's first.")
+    flags.DEFINE_string("data", None, "Data source KIND:LOCATION, e.g. embedded:digits or npz:/path/data.npz "
+                        "(gs:// paths work); default: the task's own.")
+    flags.DEFINE_string("data_dir", None, "TFDS data_dir for tfds: sources.")
+    flags.DEFINE_float("test_fraction", 0.2, "Share of examples held out as the test split when the source has "
+                       "no test split of its own (seeded by --seed).")
+    flags.DEFINE_string("model_dir", None, "Run directory (local, gs://, …): checkpoints, metrics.csv, curves.png, "
+                        "report.json, TensorBoard, export/. Must be new or empty. Default: runs/<task>-<timestamp>.")
+    flags.DEFINE_integer("batch_size", None, "Global batch size, split evenly across replicas. Default: per task "
+                         "(digits: 64).")
+    flags.DEFINE_integer("train_steps", None, "Optimizer steps to train. Default: per task (digits: 600).")
+    flags.DEFINE_integer("eval_every", None, "Evaluate on the test split every N steps (and at the end). "
+                         "Default: per task (digits: 100).")
+    flags.DEFINE_float("learning_rate", None, "Adam learning rate. Default: per task (digits: 2e-3).")
+    flags.DEFINE_integer("seed", 0, "Seed for the data split, shuffling and weight initialisation.")
+    flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES),
+                      "tf.distribute strategy. auto: TPU if one is attached (local signals only), else Mirrored "
+                      "over several GPUs or --num_cpu_devices>1, else one device.")
+    flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu|auto; default: the local TPU.")
+    flags.DEFINE_integer("num_cpu_devices", None, "Split the CPU into N logical devices (to run Mirrored on a "
+                         "CPU-only machine).")
+    flags.DEFINE_integer("steps_per_loop", 20, "Optimizer steps per host round-trip (one tf.function call); "
+                         "progress, eval and checkpoints happen between loops.")
+    flags.DEFINE_enum("jit_compile", "auto", list(config_lib.JIT_CHOICES),
+                      "XLA-compile the per-replica train step. auto: on for TPU, off elsewhere.")
+    flags.DEFINE_boolean("export", True, "Export a SavedModel to <model_dir>/export/<version>/ after training.")
+    flags.DEFINE_boolean("smoke", False, "Use the task's smoke size (a few steps on the same data): for tests "
+                         "and quick checks.")
+
+
+def config_from_flags(flag_values=flags.FLAGS):
+    """Reads the parsed flags into a resolved, validated Config (raises config.ConfigError)."""
+    names = [field.name for field in dataclasses.fields(config_lib.Config)]
+    raw = config_lib.Config(**{name: flag_values[name].value for name in names})
+    return raw.resolved(smoke=flag_values.smoke)

@@ -1,0 +1,20 @@
+"""The task registry: `TASKS[name]` -> Task. Adding a task = one file here and one line below.
+
+    python -c "from tfapp import tasks; print(sorted(tasks.TASKS))"
+"""
+from tfapp.tasks import digits
+from tfapp.tasks.task import Task
+
+TASKS = {
+    "digits": digits.TASK,
+}
+
+
+def get_task(name):
+    """The Task called `name`; ValueError listing the valid names otherwise."""
+    if name not in TASKS:
+        raise ValueError(f"--task: unknown task {name!r}; valid: {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
+__all__ = ["TASKS", "Task", "get_task"]

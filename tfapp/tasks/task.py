@@ -1,0 +1,28 @@
+"""`Task`: a plain dataclass of functions that turns a data source into a model, a loss, metrics and a serving
+signature. One file per task family in this folder; the registry is the dict in `tfapp/tasks/__init__.py`.
+
+    python -c "from tfapp import tasks; print(tasks.get_task('digits'))"
+"""
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import keras
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    default_data: str                                  # "embedded:digits", "tfds:mnist", …
+    models: Mapping[str, Callable[..., keras.Model]]   # --model name -> build_model(config, spec); first = default
+    loss: Callable[[], keras.losses.Loss]              # per-example loss (reduction=None); the loop averages
+    metrics: Callable[[], list]                        # fresh keras.metrics.Metric objects for one run
+    main_metric: str                                   # what curves.png and the summary line use
+    preprocess: Callable                               # tf.data map: raw example -> (features, label)
+    serving: Callable                                  # model -> {signature name: tf.function on raw inputs}
+    defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # flag values unless given
+    smoke: Mapping[str, Any] = dataclasses.field(default_factory=dict)     # flag overrides for a seconds-long run
+
+    @property
+    def default_model(self):
+        return next(iter(self.models))
