@@ -4,7 +4,9 @@
 
 Names: auto | default | one_device | mirrored | multi_worker | tpu.
 `auto` = a TPU when a local signal (or `tpu=`) says one is there, else Mirrored when there are several GPUs (or
-`num_cpu_devices` > 1 logical CPUs), else one device (the GPU, or CPU:0).
+`num_cpu_devices` > 1 logical CPUs), else the default strategy on the one device. (The default strategy, not
+OneDeviceStrategy: on this 2-core CPU the latter's distributed iterator and `run` cost 20–45% of the steps/s of
+a small model — `python benchmarks/loop_speed.py` measures both.)
 """
 import json
 import os
@@ -75,7 +77,7 @@ def get_strategy(name="auto", tpu=None, num_cpu_devices=None):
     if name == "auto":
         if tpu or tpu_lib.local_tpu_signals():
             return _tpu(tpu)
-        name = "mirrored" if len(_compute_devices()) > 1 else "one_device"
+        name = "mirrored" if len(_compute_devices()) > 1 else "default"
     if name == "tpu":
         return _tpu(tpu)
     if name == "default":
@@ -87,7 +89,20 @@ def get_strategy(name="auto", tpu=None, num_cpu_devices=None):
     return _multi_worker()
 
 
+def is_chief(strategy):
+    """True on the worker that writes files: the only one, the `chief`, or worker 0 when there is no chief."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
+
+
 def describe(strategy):
     """A short name for reports: 'MirroredStrategy' etc.; '_DefaultDistributionStrategy' becomes 'DefaultStrategy'."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
     name = type(strategy).__name__
     return "DefaultStrategy" if name.startswith("_Default") else name

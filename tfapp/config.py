@@ -14,6 +14,8 @@ from tfapp import tasks
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 JIT_CHOICES = ("auto", "true", "false")
+PRECISIONS = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}  # flag -> Keras policy
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class ConfigError(ValueError):
@@ -36,8 +38,13 @@ class Config:
     strategy: str = "auto"
     tpu: Optional[str] = None
     num_cpu_devices: Optional[int] = None    # split the CPU into N logical devices (Mirrored on a laptop)
-    steps_per_loop: int = 20                 # optimizer steps per host round-trip (one tf.function call)
+    steps_per_loop: str = "auto"             # optimizer steps per host round-trip (one tf.function call), or auto
     jit_compile: str = "auto"                # auto | true | false
+    autotune_seconds: float = 3.0            # measuring budget of the auto settings (XLA compile time on top)
+    mixed_precision: str = "none"            # none | bfloat16 | float16 (float16 adds dynamic loss scaling)
+    lr_schedule: str = "constant"            # constant | cosine (decay to 0 over train_steps, after warmup)
+    warmup_steps: int = 0                    # linear warmup steps of the cosine schedule
+    early_stopping_patience: int = 0         # stop after N evaluations without a better main metric; 0 = off
     export: bool = True                      # write a SavedModel under <model_dir>/export/<version>/
 
     def to_json(self):
@@ -54,6 +61,7 @@ class Config:
             if values[name] is None or (smoke and name in task.smoke):
                 values[name] = value
         values["model"] = values["model"] or task.default_model
+        values["steps_per_loop"] = str(values["steps_per_loop"])
         values["data"] = values["data"] or task.default_data
         stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
         values["model_dir"] = values["model_dir"] or f"runs/{self.task}-{stamp}"
@@ -66,7 +74,9 @@ class Config:
         if self.model not in task.models:
             raise ConfigError(f"--model: unknown model {self.model!r} for task {self.task!r}; "
                               f"valid: {', '.join(task.models)}")
-        for name in ("batch_size", "train_steps", "eval_every", "steps_per_loop"):
+        if self.steps_per_loop != "auto" and not str(self.steps_per_loop).isdigit():
+            raise ConfigError(f"--steps_per_loop must be a positive integer or 'auto', got {self.steps_per_loop!r}")
+        for name in ("batch_size", "train_steps", "eval_every"):
             value = getattr(self, name)
             if value is None or value < 1:
                 raise ConfigError(f"--{name} must be a positive integer, got {value}")
@@ -76,6 +86,17 @@ class Config:
             raise ConfigError(f"--strategy: unknown strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
         if self.jit_compile not in JIT_CHOICES:
             raise ConfigError(f"--jit_compile: {self.jit_compile!r} is not one of {', '.join(JIT_CHOICES)}")
+        if self.steps_per_loop != "auto" and int(self.steps_per_loop) < 1:
+            raise ConfigError(f"--steps_per_loop must be a positive integer or 'auto', got {self.steps_per_loop!r}")
+        if self.mixed_precision not in PRECISIONS:
+            raise ConfigError(f"--mixed_precision: {self.mixed_precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"--lr_schedule: {self.lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
+        for name in ("warmup_steps", "early_stopping_patience"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.autotune_seconds <= 0:
+            raise ConfigError(f"--autotune_seconds must be > 0, got {self.autotune_seconds}")
         if self.num_cpu_devices is not None and self.num_cpu_devices < 1:
             raise ConfigError(f"--num_cpu_devices must be >= 1, got {self.num_cpu_devices}")
         if not 0.0 < self.test_fraction < 1.0:

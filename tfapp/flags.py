@@ -42,10 +42,22 @@ def define_flags():
     flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu|auto; default: the local TPU.")
     flags.DEFINE_integer("num_cpu_devices", None, "Split the CPU into N logical devices (to run Mirrored on a "
                          "CPU-only machine).")
-    flags.DEFINE_integer("steps_per_loop", 20, "Optimizer steps per host round-trip (one tf.function call); "
-                         "progress, eval and checkpoints happen between loops.")
+    flags.DEFINE_string("steps_per_loop", "auto", "Optimizer steps per host round-trip (one tf.function call), "
+                        "or auto: measured among 1, 4, 16, 64. Progress, eval and checkpoints happen between loops.")
     flags.DEFINE_enum("jit_compile", "auto", list(config_lib.JIT_CHOICES),
-                      "XLA-compile the per-replica train step. auto: on for TPU, off elsewhere.")
+                      "XLA-compile the per-replica train step. auto: measured with and without on the real task "
+                      "(always on for TPU; off for Mirrored over logical CPUs, where XLA cannot run).")
+    flags.DEFINE_float("autotune_seconds", 3.0, "Time budget for measuring the auto settings (XLA compile time "
+                       "comes on top); the measurements go into report.json under 'autotune'.")
+    flags.DEFINE_enum("mixed_precision", "none", list(config_lib.PRECISIONS),
+                      "Compute dtype: none (float32), bfloat16 (CPUs with AVX512-BF16/AMX, TPUs), float16 (GPUs; "
+                      "adds dynamic loss scaling). Variables stay float32.")
+    flags.DEFINE_enum("lr_schedule", "constant", list(config_lib.LR_SCHEDULES),
+                      "Learning-rate schedule: constant, or cosine decay to 0 over --train_steps after "
+                      "--warmup_steps of linear warmup.")
+    flags.DEFINE_integer("warmup_steps", 0, "Linear warmup steps for --lr_schedule=cosine.")
+    flags.DEFINE_integer("early_stopping_patience", 0, "Stop after N evaluations without improvement of the "
+                         "task's main metric (Keras EarlyStopping); 0 = off.")
     flags.DEFINE_boolean("export", True, "Export a SavedModel to <model_dir>/export/<version>/ after training.")
     flags.DEFINE_boolean("smoke", False, "Use the task's smoke size (a few steps on the same data): for tests "
                          "and quick checks.")

@@ -25,6 +25,7 @@ class Trainer:
         self.optimizer = optimizer
         self.loss_fn = loss_fn
         self.global_batch_size = global_batch_size  # examples per step, summed over all replicas and workers
+        self.jit_compile = bool(jit_compile)
         with strategy.scope():
             self.train_loss = keras.metrics.Mean(name="loss")
             self.eval_loss = keras.metrics.Mean(name="loss")
@@ -33,7 +34,8 @@ class Trainer:
             # Create the optimizer's slots now: variables created lazily inside the multi-step tf.function under
             # MirroredStrategy fail with "You must feed a value for placeholder tensor" (cf. keras#19246), and
             # XLA cannot create variables at all.
-            optimizer.build(model.trainable_variables)
+            if not optimizer.built:
+                optimizer.build(model.trainable_variables)
         # XLA applies to the per-replica step; the multi-step loop around it stays a plain tf.function.
         self._step = tf.function(self._replica_step, jit_compile=True) if jit_compile else self._replica_step
         self._train_loop = tf.function(self._train_loop_fn)
@@ -46,8 +48,9 @@ class Trainer:
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
             if self.model.losses:  # regularisers: scaled by 1 / replicas so the summed gradient is right
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+            scaled_loss = self.optimizer.scale_loss(loss)  # float16 loss scaling; identity otherwise
         variables = self.model.trainable_variables
-        gradients = tape.gradient(loss, variables)
+        gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.train_loss.update_state(per_example)
         for metric in self.train_metrics:

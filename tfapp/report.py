@@ -10,7 +10,15 @@ import json
 import os
 import platform
 
+import dataclasses
+
+import keras
 import tensorflow as tf
+
+import pipelines
+import strategies
+from tfapp import flops
+from tfapp.config import PRECISIONS
 
 CSV_HEADER = ("step", "split", "metric", "value")
 
@@ -83,3 +91,60 @@ def cpu_name():
 def write_json(path, content):
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(content, indent=2, sort_keys=True) + "\n")
+
+
+def _flops_per_step(experiment):
+    """Profiler FLOPs of forward + backward on one replica's batch, times replicas (see tfapp.flops)."""
+    config, task, strategy = experiment.config, experiment.task, experiment.strategy
+    replicas = strategy.num_replicas_in_sync
+    context = tf.distribute.InputContext(num_replicas_in_sync=replicas)
+    features_spec, labels_spec = pipelines.train_dataset(
+        experiment.source.splits["train"], task.preprocess, config.batch_size, config.seed, context).element_spec
+    return flops.step_flops(experiment.model, task.loss(), features_spec, labels_spec, replicas)
+
+
+def _peak_flops(experiment, device):
+    """Measured matmul peak in the compute dtype; times replicas on GPUs/TPUs (each a device of its own)."""
+    dtype = keras.dtype_policies.get(PRECISIONS[experiment.config.mixed_precision]).compute_dtype
+    per_device = flops.peak_flops_per_second(dtype, device_key=device)
+    accelerators = not device.startswith("CPU")
+    return per_device * (experiment.strategy.num_replicas_in_sync if accelerators else 1)
+
+
+def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, export_path, wall_time):
+    """The report.json content (keys documented in the README)."""
+    config = experiment.config
+    speed = outcome.steps_per_second
+    device = device_description(experiment.strategy)
+    flops_per_step = _flops_per_step(experiment)
+    peak = _peak_flops(experiment, device)
+    achieved = flops_per_step * speed if speed else None
+    return {
+        "task": experiment.task.name,
+        "config": dataclasses.asdict(config),
+        "final_metrics": outcome.eval_metrics,
+        "steps": outcome.steps,
+        "stopped_early": outcome.stopped_early,
+        "steps_per_second": speed,
+        "examples_per_second": speed * config.batch_size if speed else None,
+        "time_to_first_step_s": outcome.time_to_first_step,
+        "compile_time_s": outcome.compile_seconds,
+        "wall_time_s": wall_time,
+        "strategy": strategies.describe(experiment.strategy),
+        "num_replicas": experiment.strategy.num_replicas_in_sync,
+        "jit_compile": trainer.jit_compile,
+        "steps_per_loop": steps_per_loop,
+        "autotune": autotune_record,
+        "mixed_precision": config.mixed_precision,
+        "flops_per_step": flops_per_step,
+        "flops_method": "tf.compat.v1.profiler float_operation of forward+backward graph x replicas",
+        "achieved_flops_per_second": achieved,
+        "peak_flops_per_second": peak,
+        "peak_flops_method": f"measured square matmul in the compute dtype, cached in {flops.CACHE}",
+        "mfu": achieved / peak if achieved else None,
+        "tf_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "device": device,
+        "num_examples": dict(experiment.source.num_examples),
+        "export_path": export_path,
+    }

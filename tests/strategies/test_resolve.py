@@ -17,9 +17,11 @@ def test_default_and_one_device_are_real_strategies():
     assert one.num_replicas_in_sync == 1
 
 
-def test_auto_without_tpu_or_several_devices_is_one_device(monkeypatch):
+def test_auto_without_tpu_or_several_devices_is_the_default_strategy(monkeypatch):
     monkeypatch.setattr(tpu_lib, "local_tpu_signals", lambda: [])
-    assert isinstance(strategies.get_strategy("auto"), tf.distribute.OneDeviceStrategy)
+    strategy = strategies.get_strategy("auto")
+    assert strategy is tf.distribute.get_strategy() and strategies.describe(strategy) == "DefaultStrategy"
+    assert strategies.is_chief(strategy)
 
 
 def test_unknown_name_lists_valid_names():

@@ -8,7 +8,8 @@ from tests.conftest import read_report, run_cli
 
 REPORT_KEYS = {"task", "config", "final_metrics", "steps", "steps_per_second", "examples_per_second",
                "time_to_first_step_s", "wall_time_s", "strategy", "num_replicas", "tf_version", "keras_version",
-               "device"}
+               "device", "compile_time_s", "flops_per_step", "achieved_flops_per_second", "peak_flops_per_second",
+               "mfu", "autotune", "jit_compile", "steps_per_loop", "mixed_precision"}
 
 
 def _check_run_dir(model_dir, steps):
@@ -36,6 +37,7 @@ def test_default_run_reaches_accuracy(tmp_path):
     report = _check_run_dir(model_dir, 600)
     assert report["final_metrics"]["accuracy"] >= 0.97
     assert report["num_replicas"] == 1 and report["steps_per_second"] > 0
+    assert report["autotune"]["choice"]["steps_per_loop"] == report["steps_per_loop"]
     assert "digits/cnn: test loss" in out.stdout.strip().splitlines()[-1]
 
 
@@ -53,7 +55,7 @@ def test_smoke_run_with_uneven_loops(tmp_path):
     out = run_cli([f"--model_dir={model_dir}", "--smoke", "--model=mlp", "--steps_per_loop=7"])
     assert out.returncode == 0, out.stderr[-3000:]
     report = _check_run_dir(model_dir, 20)
-    assert report["config"]["model"] == "mlp" and report["config"]["steps_per_loop"] == 7
+    assert report["config"]["model"] == "mlp" and report["config"]["steps_per_loop"] == "7" and report["steps_per_loop"] == 7
 
 
 @pytest.mark.parametrize("args, message", [

@@ -33,7 +33,7 @@ def build_cnn(config, spec):
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(128, activation="relu")(x)
     x = keras.layers.Dropout(0.25)(x)
-    outputs = keras.layers.Dense(spec["num_classes"], name="logits")(x)
+    outputs = keras.layers.Dense(spec["num_classes"], name="logits", dtype="float32")(x)  # float32 under mixed
     return keras.Model(inputs, outputs, name="digits_cnn")
 
 
@@ -44,7 +44,7 @@ def build_mlp(config, spec):
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(256, activation="relu")(x)
     x = keras.layers.Dense(128, activation="relu")(x)
-    outputs = keras.layers.Dense(spec["num_classes"], name="logits")(x)
+    outputs = keras.layers.Dense(spec["num_classes"], name="logits", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="digits_mlp")
 
 
@@ -80,5 +80,5 @@ TASK = Task(
     preprocess=preprocess,
     serving=serving,
     defaults={"batch_size": 64, "train_steps": 600, "eval_every": 100, "learning_rate": 2e-3},
-    smoke={"batch_size": 32, "train_steps": 20, "eval_every": 10},
+    smoke={"batch_size": 32, "train_steps": 20, "eval_every": 10, "autotune_seconds": 0.5},
 )

@@ -17,9 +17,10 @@ class Task:
     models: Mapping[str, Callable[..., keras.Model]]   # --model name -> build_model(config, spec); first = default
     loss: Callable[[], keras.losses.Loss]              # per-example loss (reduction=None); the loop averages
     metrics: Callable[[], list]                        # fresh keras.metrics.Metric objects for one run
-    main_metric: str                                   # what curves.png and the summary line use
+    main_metric: str                                   # what curves.png, early stopping and targets use
     preprocess: Callable                               # tf.data map: raw example -> (features, label)
     serving: Callable                                  # model -> {signature name: tf.function on raw inputs}
+    main_metric_mode: str = "max"                      # "max" (accuracy-like) or "min" (error-like)
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # flag values unless given
     smoke: Mapping[str, Any] = dataclasses.field(default_factory=dict)     # flag overrides for a seconds-long run
 

@@ -1,0 +1,149 @@
+"""Optimizer steps per second: Keras `fit` against the tfapp loop, each run in its own process, alternating.
+
+    python benchmarks/loop_speed.py                    # all workloads and runners, 2 rounds
+    python benchmarks/loop_speed.py --rounds=3 --seconds=6 --workloads=mlp
+
+Workloads (batch 128, Adam, sparse categorical cross-entropy, random data from a repeated tf.data pipeline):
+  mlp  784-256-10
+  cnn  28×28×1 conv32-pool-conv64-pool-dense128-dense10
+Runners: fit (defaults), fit_spe32 (`steps_per_execution=32`), tfapp_n32 (`steps_per_loop=32`, no XLA),
+tfapp_auto (`--jit_compile=auto --steps_per_loop=auto`: measured), tfapp_mirrored2 (N=32 on Mirrored over two
+logical CPUs). Prints one JSON line per run {"workload", "runner", "round", "steps_per_s"}, then per workload the
+median steps/s of every runner and the ratios tfapp / plain fit and tfapp / best fit. The machine is shared and
+noisy: only ratios within one invocation mean anything.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+BATCH = 128
+RUNNERS = ("fit", "fit_spe32", "tfapp_n32", "tfapp_auto", "tfapp_mirrored2")
+
+
+def build_model(workload):
+    import keras
+    if workload == "mlp":
+        inputs = keras.Input((784,))
+        x = keras.layers.Dense(256, activation="relu")(inputs)
+    else:
+        inputs = keras.Input((28, 28, 1))
+        x = keras.layers.Conv2D(32, 3, activation="relu")(inputs)
+        x = keras.layers.MaxPooling2D()(x)
+        x = keras.layers.Conv2D(64, 3, activation="relu")(x)
+        x = keras.layers.MaxPooling2D()(x)
+        x = keras.layers.Flatten()(x)
+        x = keras.layers.Dense(128, activation="relu")(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+
+def dataset(workload, global_batch=BATCH, input_context=None):
+    import numpy as np
+    import tensorflow as tf
+    shape = (784,) if workload == "mlp" else (28, 28, 1)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH * 16, *shape)).astype("float32")
+    y = rng.integers(0, 10, BATCH * 16).astype("int32")
+    batch = input_context.get_per_replica_batch_size(global_batch) if input_context else global_batch
+    return tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(batch, drop_remainder=True).prefetch(-1)
+
+
+def time_fit(workload, seconds, steps_per_execution):
+    import keras
+    model = build_model(workload)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=steps_per_execution)
+    data = dataset(workload)
+    steps = 64 * steps_per_execution if steps_per_execution > 1 else 64
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)  # compile + warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+        done += steps
+    return done / (time.perf_counter() - start)
+
+
+def time_tfapp(workload, seconds, strategy_name, steps_per_loop, jit_compile):
+    import keras
+    import strategies
+    from tfapp import autotune, loop
+    strategy = strategies.get_strategy(strategy_name, num_cpu_devices=2 if strategy_name == "mirrored" else None)
+    with strategy.scope():
+        model = build_model(workload)
+        optimizer = keras.optimizers.Adam(1e-3)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    data = strategy.distribute_datasets_from_function(lambda context: dataset(workload, BATCH, context))
+    iterator = iter(data)
+
+    def make_trainer(jit):
+        return loop.Trainer(strategy, model, optimizer, loss, lambda: [], BATCH, jit_compile=jit)
+
+    if steps_per_loop == "auto":
+        result = autotune.autotune(make_trainer, iterator, jit_candidates=autotune.jit_candidates("auto", strategy),
+                                   budget_seconds=4.0)
+        trainer, steps_per_loop = result.trainer, result.steps_per_loop
+    else:
+        trainer = make_trainer(jit_compile)
+        trainer.train(iterator, steps_per_loop)  # compile + warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        trainer.train(iterator, steps_per_loop)
+        done += steps_per_loop
+    return done / (time.perf_counter() - start)
+
+
+def child(workload, runner, seconds):
+    if runner == "fit":
+        return time_fit(workload, seconds, 1)
+    if runner == "fit_spe32":
+        return time_fit(workload, seconds, 32)
+    if runner == "tfapp_n32":
+        return time_tfapp(workload, seconds, "one_device", 32, False)
+    if runner == "tfapp_auto":
+        return time_tfapp(workload, seconds, "one_device", "auto", None)
+    return time_tfapp(workload, seconds, "mirrored", 32, False)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workloads", default="mlp,cnn")
+    parser.add_argument("--runners", default=",".join(RUNNERS))
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per run, after warm-up")
+    parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "RUNNER"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps({"steps_per_s": child(*args.child, args.seconds)}))
+        return
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": root}
+    results = {}
+    for round_index in range(args.rounds):
+        for workload in args.workloads.split(","):
+            for runner in args.runners.split(","):  # alternating: every runner once per round
+                out = subprocess.run([sys.executable, __file__, "--child", workload, runner,
+                                      f"--seconds={args.seconds}"], capture_output=True, text=True, env=env)
+                if out.returncode:
+                    print(json.dumps({"workload": workload, "runner": runner, "error": out.stderr[-500:]}))
+                    continue
+                speed = json.loads(out.stdout.strip().splitlines()[-1])["steps_per_s"]
+                results.setdefault(workload, {}).setdefault(runner, []).append(speed)
+                print(json.dumps({"workload": workload, "runner": runner, "round": round_index,
+                                  "steps_per_s": round(speed, 1)}), flush=True)
+    for workload, by_runner in results.items():
+        medians = {runner: statistics.median(speeds) for runner, speeds in by_runner.items()}
+        best_fit = max(v for k, v in medians.items() if k.startswith("fit"))
+        summary = {"workload": workload, "median_steps_per_s": {k: round(v, 1) for k, v in medians.items()}}
+        for runner, speed in medians.items():
+            if runner.startswith("tfapp"):
+                summary[f"{runner}/fit"] = round(speed / medians.get("fit", float("nan")), 2)
+                summary[f"{runner}/best_fit"] = round(speed / best_fit, 2)
+        print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()

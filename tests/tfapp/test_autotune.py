@@ -1,0 +1,57 @@
+"""Autotune measures every candidate on the real step, restores the weights, and picks the fastest (ties: no XLA,
+fewer steps per loop); the choice and every measurement land in report.json."""
+import numpy as np
+
+import pipelines
+import strategies
+from tfapp import autotune, loop, run, tasks
+from tfapp import config as config_lib
+
+
+def test_choose_prefers_fastest_then_no_xla_then_small_loops():
+    def m(jit, spl, speed):
+        return {"jit_compile": jit, "steps_per_loop": spl, "steps_per_second": speed}
+    assert autotune._choose([m(False, 1, 100), m(False, 16, 150), m(True, 16, 300)])["jit_compile"] is True
+    assert autotune._choose([m(False, 16, 299), m(True, 4, 300), m(False, 64, 300)]) == m(False, 16, 299)
+
+
+def test_autotune_measures_all_candidates_and_restores_variables():
+    task = tasks.get_task("digits")
+    source = pipelines.load(task.default_data)
+    config = config_lib.Config(model="mlp", strategy="default").resolved(smoke=True)
+    strategy = strategies.get_strategy("default")
+    model, optimizer = run.build_model(config, task, source.spec), run.build_optimizer(config)
+    data = pipelines.train_dataset(source.splits["train"], task.preprocess, config.batch_size, seed=0)
+
+    def make_trainer(jit):
+        return loop.Trainer(strategy, model, optimizer, task.loss(), task.metrics, config.batch_size, jit)
+
+    make_trainer(False)  # builds the optimizer, as the real run does before measuring
+    before = [v.numpy().copy() for v in model.variables + optimizer.variables]
+    result = autotune.autotune(make_trainer, iter(data), [False, True], (1, 4), budget_seconds=0.4,
+                               variables=model.variables + optimizer.variables)
+    after = [v.numpy() for v in model.variables + optimizer.variables]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert [(m["jit_compile"], m["steps_per_loop"]) for m in result.measurements] == \
+        [(False, 1), (False, 4), (True, 1), (True, 4)]
+    assert all(m["steps_per_second"] > 0 for m in result.measurements)
+    assert result.trainer.jit_compile == result.jit_compile
+    assert result.to_json()["choice"] == {"jit_compile": result.jit_compile, "steps_per_loop": result.steps_per_loop}
+
+
+def test_jit_candidates_follow_the_strategy():
+    default = strategies.get_strategy("default")
+    assert autotune.jit_candidates("auto", default) == [False, True]
+    assert autotune.jit_candidates("false", default) == [False]
+    assert autotune.jit_candidates("true", default) == [True]
+
+
+def test_auto_run_records_autotune_in_report(tmp_path):
+    config = config_lib.Config(model="mlp", strategy="default", model_dir=str(tmp_path / "r"),
+                               export=False).resolved(smoke=True)
+    report = run.run(config)
+    assert report["autotune"]["choice"] == {"jit_compile": report["jit_compile"],
+                                            "steps_per_loop": report["steps_per_loop"]}
+    assert len(report["autotune"]["measurements"]) >= 2
+    assert report["flops_per_step"] > 0 and 0 < report["mfu"] < 1.5
+    assert report["peak_flops_per_second"] > report["achieved_flops_per_second"] * 0.5

@@ -1,0 +1,62 @@
+"""The multi-step loop: N steps per call give the same weights as one step per call (Default and Mirrored),
+uneven loop schedules, and an XLA-compilable step for every task (what TPUStrategy needs)."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import pipelines
+import strategies
+from tfapp import config as config_lib
+from tfapp import host_loop, loop, run, tasks
+
+EQUIVALENCE = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from tfapp import config as config_lib, run
+    def weights(spl, model_dir):
+        config = config_lib.Config(model="cnn", strategy=sys.argv[1], num_cpu_devices=int(sys.argv[2]) or None,
+                                   steps_per_loop=spl, jit_compile="false", train_steps=48, eval_every=48,
+                                   export=False, model_dir=model_dir).resolved()
+        experiment = run.prepare(config)
+        report = run.train(experiment)
+        assert report["steps_per_loop"] == int(spl) and report["num_replicas"] == max(1, int(sys.argv[2]))
+        return experiment.model.get_weights()
+    one, sixteen = weights("1", sys.argv[3] + "/a"), weights("16", sys.argv[3] + "/b")
+    print(max(float(np.max(np.abs(a - b))) for a, b in zip(one, sixteen)))
+""")
+
+
+@pytest.mark.parametrize("strategy, cpus", [("default", 0), ("mirrored", 2)])
+def test_steps_per_loop_1_and_16_give_the_same_weights(tmp_path, strategy, cpus):
+    out = subprocess.run([sys.executable, "-c", EQUIVALENCE, strategy, str(cpus), str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert float(out.stdout.strip().splitlines()[-1]) < 1e-5
+
+
+def test_loop_sizes_cut_at_eval_boundaries_and_the_end():
+    assert host_loop.loop_sizes(50, 20, 16) == [1, 16, 3, 16, 4, 10]
+    assert host_loop.loop_sizes(5, 100, 64) == [1, 4]
+    assert sum(host_loop.loop_sizes(1000, 7, 64)) == 1000
+
+
+@pytest.mark.parametrize("task_name", sorted(tasks.TASKS))
+def test_every_task_step_compiles_with_xla_and_static_shapes(task_name):
+    task = tasks.get_task(task_name)
+    source = pipelines.load(task.default_data)
+    strategy = strategies.get_strategy("default")
+    for model_name in task.models:
+        config = config_lib.Config(task=task_name, model=model_name, strategy="default").resolved(smoke=True)
+        model = run.build_model(config, task, source.spec)
+        optimizer = run.build_optimizer(config)
+        trainer = loop.Trainer(strategy, model, optimizer, task.loss(), task.metrics, config.batch_size,
+                               jit_compile=True)
+        data = pipelines.train_dataset(source.splits["train"], task.preprocess, config.batch_size, seed=0)
+        assert all(dim is not None for dim in data.element_spec[0].shape), "TPUs need static batch shapes"
+        before = [w.copy() for w in model.get_weights()]
+        values = trainer.train(iter(data), 2)
+        assert np.isfinite(values["loss"])
+        assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), model_name

@@ -1,0 +1,99 @@
+"""`--jit_compile=auto` / `--steps_per_loop=auto`: measure the candidates on the real task, keep the fastest.
+
+    tfapp-train --jit_compile=auto --steps_per_loop=auto --autotune_seconds=3   # see report.json["autotune"]
+
+Keras decides XLA by a fixed rule (off on CPU, off under any strategy). On a CPU, XLA can halve a conv net's
+throughput and speed up a small dense one, so we time it instead. Each candidate (XLA on/off × steps per loop)
+runs real train steps on the real pipeline for a slice of `budget_seconds`; the model, optimizer and RNG
+variables are snapshotted first and restored after, so measuring leaves no trace on training: the run then
+starts from step 0 with the chosen setting and its own fresh iterator.
+"""
+import dataclasses
+import time
+
+import tensorflow as tf
+
+STEPS_PER_LOOP_CANDIDATES = (1, 4, 16, 64)
+TIE = 0.03  # within 3% of the fastest counts as a tie: prefer no XLA, then fewer steps per loop
+
+
+@dataclasses.dataclass
+class AutotuneResult:
+    trainer: object
+    jit_compile: bool
+    steps_per_loop: int
+    measurements: list
+    seconds: float
+
+    def to_json(self):
+        return {"seconds": self.seconds, "measurements": self.measurements,
+                "choice": {"jit_compile": self.jit_compile, "steps_per_loop": self.steps_per_loop}}
+
+
+def jit_candidates(choice, strategy):
+    """XLA settings worth measuring for `--jit_compile=choice` on `strategy`."""
+    if choice in ("true", True):
+        return [True]
+    if choice in ("false", False):
+        return [False]
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return [True]  # TPUs only run compiled steps
+    if strategy.num_replicas_in_sync > 1 and not tf.config.list_logical_devices("GPU"):
+        return [False]  # one replica per logical CPU: XLA cannot reach the other devices' variables
+    return [False, True]
+
+
+def _snapshot(variables):
+    return [tf.identity(v.value if hasattr(v, "value") else v) for v in variables]
+
+
+def _restore(variables, values):
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
+def _time_loops(trainer, iterator, steps_per_loop, seconds):
+    """Steps/s over whole loops of `steps_per_loop` after one untimed warm-up loop; at least one timed loop."""
+    trainer.train(iterator, steps_per_loop)
+    steps, start = 0, time.perf_counter()
+    while True:
+        trainer.train(iterator, steps_per_loop)
+        steps += steps_per_loop
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return steps / elapsed
+
+
+def _choose(measurements):
+    best = max(m["steps_per_second"] for m in measurements)
+    ties = [m for m in measurements if m["steps_per_second"] >= (1 - TIE) * best]
+    return min(ties, key=lambda m: (m["jit_compile"], m["steps_per_loop"]))
+
+
+def autotune(make_trainer, iterator, jit_candidates, spl_candidates=STEPS_PER_LOOP_CANDIDATES,
+             budget_seconds=3.0, variables=()):
+    """Measures every (jit, steps_per_loop) candidate within about `budget_seconds` (plus XLA compile time).
+
+    make_trainer(jit) -> loop.Trainer sharing one model/optimizer; `iterator` is a throwaway iterator over the
+    training data; `variables` (model + optimizer variables) are restored after measuring.
+    """
+    start = time.perf_counter()
+    saved = _snapshot(variables)
+    slice_seconds = budget_seconds / (len(jit_candidates) * len(spl_candidates))
+    measurements, trainers = [], {}
+    for jit in jit_candidates:
+        compile_start = time.perf_counter()
+        trainers[jit] = trainer = make_trainer(jit)
+        trainer.train(iterator, 1)  # trace + compile
+        compile_seconds = time.perf_counter() - compile_start
+        last_speed = None
+        for steps_per_loop in spl_candidates:
+            if last_speed and steps_per_loop / last_speed > 2 * slice_seconds and measurements:
+                break  # one loop alone would blow the budget: larger loops are not measured
+            last_speed = _time_loops(trainer, iterator, steps_per_loop, slice_seconds)
+            measurements.append({"jit_compile": jit, "steps_per_loop": steps_per_loop,
+                                 "steps_per_second": last_speed, "compile_seconds": compile_seconds})
+    _restore(variables, saved)
+    choice = _choose(measurements)
+    return AutotuneResult(trainers[choice["jit_compile"]], choice["jit_compile"], choice["steps_per_loop"],
+                          measurements, time.perf_counter() - start)

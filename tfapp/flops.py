@@ -1,0 +1,75 @@
+"""FLOPs of one train step (TF's profiler on the step's graph) and the device's peak (a measured matmul), for MFU.
+
+    python -c "from tfapp import flops; print(flops.peak_flops_per_second('float32'))"
+
+`step_flops` counts the float operations of forward + backward for one replica's batch with
+`tf.compat.v1.profiler`'s `float_operation` view (ops with registered FLOP statistics: MatMul, Conv2D and their
+gradients, BiasAdd, element-wise math), times the number of replicas. The optimizer update is not counted.
+The peak is a bounded square-matmul measurement on the first compute device, cached per machine and dtype in
+`~/.cache/tfapp/peak_flops.json` (delete it to re-measure).
+"""
+import json
+import os
+import time
+
+import tensorflow as tf
+
+CACHE = os.path.join(os.path.expanduser("~"), ".cache", "tfapp", "peak_flops.json")
+
+
+def step_flops(model, loss_fn, features_spec, labels_spec, num_replicas=1):
+    """Float ops of forward + backward on one replica's batch (TensorSpecs), times `num_replicas`."""
+    @tf.function
+    def gradients(features, labels):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(loss_fn(labels, model(features, training=True)))
+        return tape.gradient(loss, model.trainable_variables)
+
+    graph = gradients.get_concrete_function(features_spec, labels_spec).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")  # the v1 profiler warns that it is a v1 API on every call
+    try:
+        return float(tf.compat.v1.profiler.profile(graph, options=options).total_float_ops) * num_replicas
+    finally:
+        logger.setLevel(level)
+
+
+def _measure_peak(dtype, size, seconds):
+    a = tf.random.uniform([size, size], dtype=tf.float32)
+    a = tf.cast(a, dtype)
+
+    @tf.function
+    def matmuls(x, n):
+        for _ in tf.range(n):
+            x = tf.matmul(x, a) * tf.cast(1.0 / size, dtype)  # keep values bounded
+        return x
+
+    matmuls(a, tf.constant(1)).numpy()
+    n, elapsed = 1, 0.0
+    while elapsed < seconds:
+        n *= 2
+        start = time.perf_counter()
+        matmuls(a, tf.constant(n)).numpy()
+        elapsed = time.perf_counter() - start
+    return 2.0 * size ** 3 * n / elapsed
+
+
+def peak_flops_per_second(dtype="float32", device_key="", size=1024, seconds=0.3, cache_path=CACHE):
+    """Measured matmul FLOP/s for `dtype` on this machine, cached under `device_key` (e.g. the device string)."""
+    key = f"{device_key}|{dtype}|{size}"
+    cache = {}
+    if cache_path and os.path.exists(cache_path):
+        try:
+            with open(cache_path) as f:
+                cache = json.load(f)
+        except (OSError, ValueError):
+            cache = {}
+    if key not in cache:
+        cache[key] = _measure_peak(tf.as_dtype(dtype), size, seconds)
+        if cache_path:
+            os.makedirs(os.path.dirname(cache_path), exist_ok=True)
+            with open(cache_path, "w") as f:
+                json.dump(cache, f, indent=1)
+    return cache[key]
