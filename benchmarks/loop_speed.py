@@ -6,9 +6,10 @@
 Workloads (batch 128, Adam, sparse categorical cross-entropy, random data from a repeated tf.data pipeline):
   mlp  784-256-10
   cnn  28×28×1 conv32-pool-conv64-pool-dense128-dense10
-Runners: fit (defaults), fit_spe32 (`steps_per_execution=32`), tfapp_n32 (`steps_per_loop=32`, no XLA),
-tfapp_auto (`--jit_compile=auto --steps_per_loop=auto`: measured), tfapp_mirrored2 (N=32 on Mirrored over two
-logical CPUs). Prints one JSON line per run {"workload", "runner", "round", "steps_per_s"}, then per workload the
+Runners: fit (defaults), fit_spe32 (`steps_per_execution=32`), tfapp_n32 (`steps_per_loop=32`, no XLA, the
+default strategy that `--strategy=auto` picks on one device), tfapp_auto (`--jit_compile=auto
+--steps_per_loop=auto`: measured), tfapp_onedevice (N=32 on OneDeviceStrategy), tfapp_mirrored2 (N=32 on Mirrored
+over two logical CPUs), tfapp_bf16 (N=32, mixed_bfloat16: a different precision, not a like-for-like ratio). Prints one JSON line per run {"workload", "runner", "round", "steps_per_s"}, then per workload the
 median steps/s of every runner and the ratios tfapp / plain fit and tfapp / best fit. The machine is shared and
 noisy: only ratios within one invocation mean anything.
 """
@@ -21,7 +22,7 @@ import sys
 import time
 
 BATCH = 128
-RUNNERS = ("fit", "fit_spe32", "tfapp_n32", "tfapp_auto", "tfapp_mirrored2")
+RUNNERS = ("fit", "fit_spe32", "tfapp_n32", "tfapp_auto", "tfapp_onedevice", "tfapp_mirrored2", "tfapp_bf16")
 
 
 def build_model(workload):
@@ -67,11 +68,12 @@ def time_fit(workload, seconds, steps_per_execution):
     return done / (time.perf_counter() - start)
 
 
-def time_tfapp(workload, seconds, strategy_name, steps_per_loop, jit_compile):
+def time_tfapp(workload, seconds, strategy_name, steps_per_loop, jit_compile, policy="float32"):
     import keras
     import strategies
     from tfapp import autotune, loop
     strategy = strategies.get_strategy(strategy_name, num_cpu_devices=2 if strategy_name == "mirrored" else None)
+    keras.config.set_dtype_policy(policy)
     with strategy.scope():
         model = build_model(workload)
         optimizer = keras.optimizers.Adam(1e-3)
@@ -102,9 +104,13 @@ def child(workload, runner, seconds):
     if runner == "fit_spe32":
         return time_fit(workload, seconds, 32)
     if runner == "tfapp_n32":
-        return time_tfapp(workload, seconds, "one_device", 32, False)
+        return time_tfapp(workload, seconds, "default", 32, False)
     if runner == "tfapp_auto":
-        return time_tfapp(workload, seconds, "one_device", "auto", None)
+        return time_tfapp(workload, seconds, "default", "auto", None)
+    if runner == "tfapp_onedevice":
+        return time_tfapp(workload, seconds, "one_device", 32, False)
+    if runner == "tfapp_bf16":
+        return time_tfapp(workload, seconds, "default", 32, False, policy="mixed_bfloat16")
     return time_tfapp(workload, seconds, "mirrored", 32, False)
 
 
