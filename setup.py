@@ -22,9 +22,10 @@ setuptools.setup(
         "absl-py>=2.1,<3",
         "matplotlib>=3.9,<4",
         "numpy>=1.26,<3",
+        "pillow>=10,<14",  # checks image files once at load
     ],
     extras_require={
         "test": ["pytest>=8,<10", "scikit-learn>=1.5,<2"],
     },
-    entry_points={"console_scripts": ["tfapp-train=tfapp.cli.train:run"]},
+    entry_points={"console_scripts": ["tfapp-train=tfapp.cli.train:run", "tfapp-data=tfapp.cli.data:run"]},
 )

@@ -6,6 +6,6 @@ Nothing here imports Keras models or tfapp: a pipeline turns a data location int
 """
 from pipelines.batching import eval_dataset, train_dataset
 from pipelines.sources import SOURCES, DataError, load
-from pipelines.source import Source
+from pipelines.source import LoadOptions, Source
 
-__all__ = ["SOURCES", "DataError", "Source", "eval_dataset", "load", "train_dataset"]
+__all__ = ["SOURCES", "DataError", "LoadOptions", "Source", "eval_dataset", "load", "train_dataset"]

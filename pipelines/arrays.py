@@ -1,11 +1,21 @@
 """In-memory arrays -> `Source`: a seeded train/test split of `x, y` arrays, as tf.data of {"x", "y"} dicts.
 
     python -c "import numpy as np, pipelines.arrays as a; print(a.from_arrays('toy', np.zeros((10, 3)), np.arange(10)))"
+
+`x` is an array, or a dict of equally long arrays (table columns).
 """
 import numpy as np
 import tensorflow as tf
 
 from pipelines.source import DataError, Source
+
+
+def num_rows(x):
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def take_rows(x, index):
+    return {k: v[index] for k, v in x.items()} if isinstance(x, dict) else x[index]
 
 
 def split_indices(num_examples, test_fraction, seed):
@@ -19,23 +29,28 @@ def split_indices(num_examples, test_fraction, seed):
     return order[num_test:], order[:num_test]
 
 
+def _array_spec(array):
+    return tuple(array.shape[1:]), ("string" if array.dtype.kind in "USO" else array.dtype.name)
+
+
 def _spec(x, y):
-    spec = {"features": {"x": (tuple(x.shape[1:]), x.dtype.name)}, "label": (tuple(y.shape[1:]), y.dtype.name)}
-    if np.issubdtype(y.dtype, np.integer) and y.ndim == 1:
-        spec["num_classes"] = int(y.max()) + 1
+    features = {k: _array_spec(np.asarray(v)) for k, v in x.items()} if isinstance(x, dict) \
+        else {"x": _array_spec(np.asarray(x))}
+    spec = {"features": features, "label": _array_spec(np.asarray(y))}
+    if np.issubdtype(np.asarray(y).dtype, np.integer) and np.asarray(y).ndim == 1:
+        spec["num_classes"] = int(np.max(y)) + 1
     return spec
 
 
-def from_split_arrays(name, splits):
+def from_split_arrays(name, splits, spec_extra=None):
     """`splits`: {"train": (x, y), "test": (x, y)} -> Source; checks that x and y lengths agree."""
     for split, (x, y) in splits.items():
-        if len(x) != len(y):
-            raise DataError(f"{name}: split {split!r} has {len(x)} inputs but {len(y)} labels")
-    x_train, y_train = splits["train"]
-    spec = _spec(np.asarray(x_train), np.asarray(y_train))
-    all_labels = np.concatenate([np.asarray(y) for _, y in splits.values()])
+        if num_rows(x) != len(y):
+            raise DataError(f"{name}: split {split!r} has {num_rows(x)} inputs but {len(y)} labels")
+    spec = _spec(*splits["train"])
     if "num_classes" in spec:
-        spec["num_classes"] = int(all_labels.max()) + 1
+        spec["num_classes"] = int(max(np.max(y) for _, y in splits.values())) + 1
+    spec.update(spec_extra or {})
 
     def make(x, y):
         return lambda: tf.data.Dataset.from_tensor_slices({"x": x, "y": y})
@@ -43,14 +58,15 @@ def from_split_arrays(name, splits):
     return Source(
         name=name,
         splits={split: make(x, y) for split, (x, y) in splits.items()},
-        num_examples={split: len(x) for split, (x, _) in splits.items()},
+        num_examples={split: len(y) for split, (_, y) in splits.items()},
         spec=spec,
     )
 
 
-def from_arrays(name, x, y, test_fraction=0.2, seed=0):
-    """One pair of arrays -> Source with a seeded `test_fraction` test split."""
-    if len(x) != len(y):
-        raise DataError(f"{name}: {len(x)} inputs but {len(y)} labels")
-    train, test = split_indices(len(x), test_fraction, seed)
-    return from_split_arrays(name, {"train": (x[train], y[train]), "test": (x[test], y[test])})
+def from_arrays(name, x, y, test_fraction=0.2, seed=0, spec_extra=None):
+    """One pair of arrays (x may be a dict of columns) -> Source with a seeded `test_fraction` test split."""
+    if num_rows(x) != len(y):
+        raise DataError(f"{name}: {num_rows(x)} inputs but {len(y)} labels")
+    train, test = split_indices(len(y), test_fraction, seed)
+    return from_split_arrays(name, {"train": (take_rows(x, train), y[train]), "test": (take_rows(x, test), y[test])},
+                             spec_extra)

@@ -3,13 +3,27 @@
     python -c "import pipelines; print(pipelines.load('embedded:digits').spec)"
 """
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 import tensorflow as tf
 
 
 class DataError(ValueError):
     """Bad input data or location; the message names the file (and record) and says what is wrong."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+    """How a source is read; each field mirrors a tfapp-train flag of the same name."""
+    test_fraction: float = 0.2          # held-out share when the source has no test split (seeded)
+    seed: int = 0
+    data_dir: Optional[str] = None      # TFDS data_dir
+    download: bool = False              # TFDS: allow download_and_prepare (needs network)
+    label_column: Optional[str] = None  # CSV
+    image_size: int = 64                # images: resized to image_size × image_size
+    image_channels: Optional[int] = None  # images: 1, 3 or 4; None = all files must agree
+    strict: bool = False                # images: an unreadable file is an error instead of skipped
+    feature_spec: Optional[str] = None  # TFRecord: JSON {name: {"dtype", "shape", "encoding"}}
 
 
 @dataclasses.dataclass(frozen=True)

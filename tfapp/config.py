@@ -10,6 +10,7 @@ import datetime
 import json
 from typing import Optional
 
+import pipelines
 from tfapp import tasks
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
@@ -28,7 +29,14 @@ class Config:
     model: Optional[str] = None              # None -> the task's first model
     data: Optional[str] = None               # "KIND:LOCATION"; None -> the task's default_data
     data_dir: Optional[str] = None           # TFDS data_dir
+    download: bool = False                   # TFDS: allow downloading a missing dataset
     test_fraction: float = 0.2               # share of examples held out when a source has no test split
+    label_column: Optional[str] = None       # csv: the column to predict
+    image_size: int = 64                     # images: resized to image_size × image_size
+    image_channels: Optional[int] = None     # images: convert to 1/3/4 channels; None = files must agree
+    strict: bool = False                     # images: unreadable file = error instead of skipped
+    feature_spec: Optional[str] = None       # tfrecord: JSON feature spec when no spec.json is beside the shards
+    cache: str = "memory"                    # training examples: memory | none | file path prefix
     model_dir: Optional[str] = None          # None -> runs/<task>-<YYYYmmdd-HHMMSS>
     batch_size: Optional[int] = None         # global batch, split across replicas
     train_steps: Optional[int] = None        # optimizer steps
@@ -46,6 +54,10 @@ class Config:
     warmup_steps: int = 0                    # linear warmup steps of the cosine schedule
     early_stopping_patience: int = 0         # stop after N evaluations without a better main metric; 0 = off
     export: bool = True                      # write a SavedModel under <model_dir>/export/<version>/
+
+    def load_options(self):
+        """The pipelines.LoadOptions part of this config."""
+        return pipelines.LoadOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(pipelines.LoadOptions)})
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -97,6 +109,10 @@ class Config:
                 raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if self.autotune_seconds <= 0:
             raise ConfigError(f"--autotune_seconds must be > 0, got {self.autotune_seconds}")
+        if self.image_channels is not None and self.image_channels not in (1, 2, 3, 4):
+            raise ConfigError(f"--image_channels must be 1, 2, 3 or 4, got {self.image_channels}")
+        if self.image_size < 1:
+            raise ConfigError(f"--image_size must be >= 1, got {self.image_size}")
         if self.num_cpu_devices is not None and self.num_cpu_devices < 1:
             raise ConfigError(f"--num_cpu_devices must be >= 1, got {self.num_cpu_devices}")
         if not 0.0 < self.test_fraction < 1.0:

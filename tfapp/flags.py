@@ -7,6 +7,7 @@ import dataclasses
 
 from absl import flags
 
+import pipelines
 from tfapp import config as config_lib
 from tfapp import tasks
 
@@ -16,17 +17,41 @@ def _task_help():
                      for name, task in sorted(tasks.TASKS.items()))
 
 
+def define_data_flags():
+    """The flags that say where data is and how to read it (shared by tfapp-train and tfapp-data)."""
+    if "data" in flags.FLAGS:
+        return
+    flags.DEFINE_string("data", None, "Data source KIND:LOCATION (gs:// paths work): embedded:digits, npz:PATH, "
+                        "csv:PATH, images:DIR, 'tfrecord:GLOB', text:PATH, conll:PATH, tfds:NAME[:VERSION]. "
+                        "Default: the task's own.")
+    flags.DEFINE_string("data_dir", None, "TFDS data_dir for tfds: sources (default ~/tensorflow_datasets).")
+    flags.DEFINE_boolean("download", False, "tfds: allow TFDS to download and prepare a missing dataset (needs "
+                         "network); off, a missing dataset fails at once with how to prepare it.")
+    flags.DEFINE_float("test_fraction", 0.2, "Share of examples held out as the test split when the source has "
+                       "no test split of its own (seeded by --seed).")
+    flags.DEFINE_integer("seed", 0, "Seed for the data split, shuffling and weight initialisation.")
+    flags.DEFINE_string("label_column", None, "csv: the column to predict.")
+    flags.DEFINE_integer("image_size", 64, "images: height and width images are resized to.")
+    flags.DEFINE_integer("image_channels", None, "images: convert every image to 1, 3 or 4 channels; default: all "
+                         "files must agree.")
+    flags.DEFINE_boolean("strict", False, "images: an unreadable file is an error instead of being skipped.")
+    flags.DEFINE_string("feature_spec", None, "tfrecord: JSON {name: {dtype, shape, encoding}} for 'x' and 'y' "
+                        "when no spec.json lies beside the shards.")
+
+
+def load_options_from_flags(flag_values=flags.FLAGS):
+    return pipelines.LoadOptions(**{field.name: flag_values[field.name].value
+                                    for field in dataclasses.fields(pipelines.LoadOptions)})
+
+
 def define_flags():
     """Defines the training flags on absl's global FLAGS (once)."""
     if "task" in flags.FLAGS:
         return
+    define_data_flags()
     flags.DEFINE_string("task", "digits", f"Task to train. Valid: {_task_help()}.")
     flags.DEFINE_string("model", None, "Model of the task (see --task for the names); default: the task's first.")
-    flags.DEFINE_string("data", None, "Data source KIND:LOCATION, e.g. embedded:digits or npz:/path/data.npz "
-                        "(gs:// paths work); default: the task's own.")
-    flags.DEFINE_string("data_dir", None, "TFDS data_dir for tfds: sources.")
-    flags.DEFINE_float("test_fraction", 0.2, "Share of examples held out as the test split when the source has "
-                       "no test split of its own (seeded by --seed).")
+    flags.DEFINE_string("cache", "memory", "Cache decoded training examples: memory, none, or a file path prefix.")
     flags.DEFINE_string("model_dir", None, "Run directory (local, gs://, …): checkpoints, metrics.csv, curves.png, "
                         "report.json, TensorBoard, export/. Must be new or empty. Default: runs/<task>-<timestamp>.")
     flags.DEFINE_integer("batch_size", None, "Global batch size, split evenly across replicas. Default: per task "
@@ -35,7 +60,6 @@ def define_flags():
     flags.DEFINE_integer("eval_every", None, "Evaluate on the test split every N steps (and at the end). "
                          "Default: per task (digits: 100).")
     flags.DEFINE_float("learning_rate", None, "Adam learning rate. Default: per task (digits: 2e-3).")
-    flags.DEFINE_integer("seed", 0, "Seed for the data split, shuffling and weight initialisation.")
     flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES),
                       "tf.distribute strategy. auto: TPU if one is attached (local signals only), else Mirrored "
                       "over several GPUs or --num_cpu_devices>1, else one device.")

@@ -24,7 +24,12 @@ class Outcome:
     compile_seconds: float = 0.0
     timed_steps: int = 0          # steps after the first loop (which carries tracing/compilation)
     timed_seconds: float = 0.0
+    input_wait_seconds: float = 0.0  # time the timed loops waited for input batches
     stopped_early: bool = False
+
+    @property
+    def input_wait_fraction(self):
+        return self.input_wait_seconds / self.timed_seconds if self.timed_seconds else None
 
     @property
     def steps_per_second(self):
@@ -81,6 +86,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
             outcome.time_to_first_step, outcome.compile_seconds = time.time() - start_time, elapsed
         else:
             outcome.timed_steps, outcome.timed_seconds = outcome.timed_steps + size, outcome.timed_seconds + elapsed
+            outcome.input_wait_seconds += trainer.last_input_wait
         outcome.steps += size
         run_log.log(outcome.steps, "train", train_values)
         progress.update(outcome.steps, values=[(k, v) for k, v in train_values.items() if k != "learning_rate"],

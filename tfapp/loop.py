@@ -57,8 +57,16 @@ class Trainer:
             metric.update_state(labels, predictions)
 
     def _train_loop_fn(self, iterator, num_steps):
+        """Returns the seconds spent waiting in `next(iterator)` (input not ready), summed over the steps."""
+        input_wait = tf.constant(0.0, tf.float64)
         for _ in tf.range(num_steps):
-            self.strategy.run(self._step, args=next(iterator))
+            start = tf.timestamp()
+            with tf.control_dependencies([start]):
+                batch = next(iterator)
+            with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
+                input_wait += tf.timestamp() - start
+            self.strategy.run(self._step, args=batch)
+        return input_wait
 
     def _eval_step(self, features, labels, weights):
         predictions = self.model(features, training=False)
@@ -71,10 +79,12 @@ class Trainer:
             self.strategy.run(self._eval_step, args=(features, labels, weights))
 
     def train(self, iterator, num_steps):
-        """Runs `num_steps` optimizer steps in one call; returns the mean train loss and metrics over them."""
+        """Runs `num_steps` optimizer steps in one call; returns the mean train loss and metrics over them.
+
+        `self.last_input_wait` holds the seconds this call waited for input batches."""
         for metric in [self.train_loss, *self.train_metrics]:
             metric.reset_state()
-        self._train_loop(iterator, tf.constant(num_steps, tf.int32))
+        self.last_input_wait = float(self._train_loop(iterator, tf.constant(num_steps, tf.int32)))
         return _results(self.train_loss, self.train_metrics)
 
     def evaluate(self, dataset):

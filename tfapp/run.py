@@ -83,13 +83,14 @@ def prepare(config):
         raise ConfigError(f"--batch_size={config.batch_size} (global) is not divisible by "
                           f"{strategy.num_replicas_in_sync} replicas")
     check_jit_compile(config.jit_compile, strategy)
-    source = pipelines.load(config.data, test_fraction=config.test_fraction, seed=config.seed,
-                            data_dir=config.data_dir)
+    source = pipelines.load(config.data, config.load_options())
     keras.utils.set_random_seed(config.seed)
     train_data = strategy.distribute_datasets_from_function(lambda context: pipelines.train_dataset(
-        source.splits["train"], task.preprocess, config.batch_size, config.seed, context))
+        source.splits["train"], task.preprocess, config.batch_size, config.seed, context, cache=config.cache,
+        vectorized=task.vectorized_preprocess))
     eval_data = strategy.distribute_datasets_from_function(lambda context: pipelines.eval_dataset(
-        source.splits["test"], task.preprocess, config.batch_size, source.num_examples["test"], context))
+        source.splits["test"], task.preprocess, config.batch_size, source.num_examples["test"], context,
+        vectorized=task.vectorized_preprocess))
     with strategy.scope():
         model = build_model(config, task, source.spec)
         optimizer = build_optimizer(config)

@@ -38,14 +38,16 @@ def test_global_batch_must_divide_over_replicas():
         pipelines.train_dataset(_source().splits["train"], _pre, 10, seed=0, input_context=_context(0, 1, 4))
 
 
+@pytest.mark.parametrize("vectorized", [False, True])
 @pytest.mark.parametrize("num_pipelines, replicas, batch", [(1, 1, 16), (1, 2, 16), (2, 2, 8), (2, 4, 12)])
-def test_eval_padding_counts_every_example_once_and_hosts_are_disjoint(num_pipelines, replicas, batch):
+def test_eval_padding_counts_every_example_once_and_hosts_are_disjoint(num_pipelines, replicas, batch, vectorized):
     n = 50
     source = _source(n)
     seen, steps = [], set()
     for pipeline_id in range(num_pipelines):
         context = _context(pipeline_id, num_pipelines, replicas)
-        ds = pipelines.eval_dataset(source.splits["test"], _pre, batch, n, input_context=context)
+        ds = pipelines.eval_dataset(source.splits["test"], _pre, batch, n, input_context=context,
+                                    vectorized=vectorized)
         batches = list(ds.as_numpy_iterator())
         steps.add(len(batches))
         assert len(batches) % (replicas // num_pipelines) == 0  # whole global steps per host
@@ -55,6 +57,32 @@ def test_eval_padding_counts_every_example_once_and_hosts_are_disjoint(num_pipel
             assert np.all(features[weights == 0] == 0)
     assert len(steps) == 1  # every host runs the same number of eval steps (no multi-worker hang)
     assert sorted(seen) == list(range(n))
+
+
+def test_vectorized_train_batches_equal_per_example_ones():
+    source = _source()
+    plain = pipelines.train_dataset(source.splits["train"], _pre, 8, seed=5)
+    fast = pipelines.train_dataset(source.splits["train"], _pre, 8, seed=5, vectorized=True)
+    for (x1, y1), (x2, y2) in zip(plain.take(7), fast.take(7)):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+
+
+def test_hosts_read_disjoint_training_shards():
+    source = _source(40)
+    seen = []
+    for pipeline_id in range(2):
+        ds = pipelines.train_dataset(source.splits["train"], _pre, 4, seed=0, input_context=_context(pipeline_id, 2, 2))
+        seen.append({int(y) for _, labels in ds.take(10) for y in labels.numpy()})
+    assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 40
+
+
+def test_file_cache(tmp_path):
+    source = _source()
+    prefix = str(tmp_path / "cache")
+    ds = pipelines.train_dataset(source.splits["train"], _pre, 8, seed=0, cache=prefix)
+    list(ds.take(10))
+    assert any(name.startswith("cache-0") for name in tf.io.gfile.listdir(str(tmp_path)))
 
 
 def test_preprocess_runs_eagerly_and_in_map():

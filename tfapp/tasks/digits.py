@@ -78,6 +78,7 @@ TASK = Task(
     metrics=metrics,
     main_metric="accuracy",
     preprocess=preprocess,
+    vectorized_preprocess=True,
     serving=serving,
     defaults={"batch_size": 64, "train_steps": 600, "eval_every": 100, "learning_rate": 2e-3},
     smoke={"batch_size": 32, "train_steps": 20, "eval_every": 10, "autotune_seconds": 0.5},

@@ -19,6 +19,7 @@ class Task:
     metrics: Callable[[], list]                        # fresh keras.metrics.Metric objects for one run
     main_metric: str                                   # what curves.png, early stopping and targets use
     preprocess: Callable                               # tf.data map: raw example -> (features, label)
+    vectorized_preprocess: bool                        # preprocess also works on a batch: map after batch
     serving: Callable                                  # model -> {signature name: tf.function on raw inputs}
     main_metric_mode: str = "max"                      # "max" (accuracy-like) or "min" (error-like)
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # flag values unless given
