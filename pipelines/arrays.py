@@ -48,6 +48,18 @@ def from_split_arrays(name, splits, spec_extra=None):
         if num_rows(x) != len(y):
             raise DataError(f"{name}: split {split!r} has {num_rows(x)} inputs but {len(y)} labels")
     spec = _spec(*splits["train"])
+    x_train = splits["train"][0]
+    if isinstance(x_train, dict):  # per-column train statistics, for normalisation inside models
+        spec["feature_stats"] = {k: [float(np.mean(v)), float(np.var(v))] for k, v in x_train.items()
+                                 if np.asarray(v).dtype.kind in "fiu"}
+    elif np.asarray(x_train).dtype.kind in "fiu":
+        spec["x_max"] = float(np.max(x_train))  # value range, e.g. 16 for digits, 255 for 8-bit images
+        spec["signal_stats"] = [float(np.mean(x_train)), float(np.var(x_train))]
+        if np.asarray(x_train).ndim == 2:  # a feature matrix: per-column statistics as f0, f1, …
+            spec["feature_stats"] = {f"f{i}": [float(np.mean(c)), float(np.var(c))] for i, c in enumerate(x_train.T)}
+    y_train = np.asarray(splits["train"][1])
+    if y_train.dtype.kind in "fiu" and y_train.ndim == 1:
+        spec["label_stats"] = [float(np.mean(y_train)), float(np.var(y_train))]
     if "num_classes" in spec:
         spec["num_classes"] = int(max(np.max(y) for _, y in splits.values())) + 1
     spec.update(spec_extra or {})

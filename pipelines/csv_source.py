@@ -5,7 +5,7 @@
 Column types: a column is numeric when every non-missing value parses as a number, else categorical (strings).
 Missing values: numeric cells that are empty, `NA`, `N/A`, `NaN` or `null` become the column's mean over all rows
 (a column with no value at all is an error); categorical missing cells become the category "" (their own).
-Labels: numeric -> float32 (tasks cast for classification); strings -> class index in sorted order
+Labels: whole numbers -> int64, other numbers -> float32 (tasks cast); strings -> class index in sorted order
 (`spec["label_names"]`). Errors name the file and the line.
 """
 import csv
@@ -75,6 +75,8 @@ def load_csv(location, options):
     label, label_vocab = columns.pop(options.label_column)
     extra = {"categorical": {name: vocab for name, (_, vocab) in columns.items() if vocab is not None},
              "label_column": options.label_column}
+    if label_vocab is None and np.all(np.mod(label, 1) == 0):
+        label = label.astype(np.int64)  # whole numbers: class ids for classification, cast back by regression
     if label_vocab is not None:
         index = {value: i for i, value in enumerate(label_vocab)}
         label = np.asarray([index[v] for v in label], np.int64)

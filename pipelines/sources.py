@@ -6,19 +6,24 @@ Kinds: `embedded:NAME` (datasets shipped in pipelines/data), `npz:PATH`, `csv:PA
 `tfrecord:GLOB`, `text:PATH`, `conll:PATH`, `tfds:NAME[:VERSION]`. Every example is a dict {"x": …, "y": …}.
 Every path goes through tf.io.gfile, so `gs://` and `ram://` locations work like local files.
 """
+import dataclasses
 import importlib.resources
 
 from pipelines import csv_source, images, npz, text, tfds_source, tfrecord
 from pipelines.source import DataError, LoadOptions
 
-EMBEDDED = {"digits": "digits.npz"}  # name -> file in pipelines/data (see its README for source and licence)
+# name -> file in pipelines/data (see its README for source and licence)
+EMBEDDED = {"digits": "digits.npz", "diabetes": "diabetes.csv", "breast_cancer": "breast_cancer.csv"}
 
 
 def load_embedded(location, options):
     if location not in EMBEDDED:
         raise DataError(f"--data=embedded:{location}: unknown embedded dataset; valid: {', '.join(sorted(EMBEDDED))}")
-    path = importlib.resources.files("pipelines") / "data" / EMBEDDED[location]
-    return npz.from_npz_content(f"embedded:{location}", npz.read_npz(str(path)), options)
+    path = str(importlib.resources.files("pipelines") / "data" / EMBEDDED[location])
+    if path.endswith(".csv"):
+        options = dataclasses.replace(options, label_column=options.label_column or "target")
+        return csv_source.load_csv(path, options)
+    return npz.from_npz_content(f"embedded:{location}", npz.read_npz(path), options)
 
 
 SOURCES = {

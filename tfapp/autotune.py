@@ -71,19 +71,24 @@ def _choose(measurements):
 
 
 def autotune(make_trainer, iterator, jit_candidates, spl_candidates=STEPS_PER_LOOP_CANDIDATES,
-             budget_seconds=3.0, variables=()):
+             budget_seconds=3.0, variables=lambda: []):
     """Measures every (jit, steps_per_loop) candidate within about `budget_seconds` (plus XLA compile time).
 
     make_trainer(jit) -> loop.Trainer sharing one model/optimizer; `iterator` is a throwaway iterator over the
-    training data; `variables` (model + optimizer variables) are restored after measuring.
+    training data; `variables()` lists the model + optimizer variables to restore after measuring. It is called
+    after the first trainer exists, i.e. once the optimizer has built its slots (Adam's moments must be restored
+    too: stale moments with a reset step counter wreck training, e.g. a GRU stays at chance).
     """
     start = time.perf_counter()
-    saved = _snapshot(variables)
+    saved = None
     slice_seconds = budget_seconds / (len(jit_candidates) * len(spl_candidates))
     measurements, trainers = [], {}
     for jit in jit_candidates:
         compile_start = time.perf_counter()
         trainers[jit] = trainer = make_trainer(jit)
+        if saved is None:
+            tracked = variables()
+            saved = _snapshot(tracked)
         trainer.train(iterator, 1)  # trace + compile
         compile_seconds = time.perf_counter() - compile_start
         last_speed = None
@@ -93,7 +98,7 @@ def autotune(make_trainer, iterator, jit_candidates, spl_candidates=STEPS_PER_LO
             last_speed = _time_loops(trainer, iterator, steps_per_loop, slice_seconds)
             measurements.append({"jit_compile": jit, "steps_per_loop": steps_per_loop,
                                  "steps_per_second": last_speed, "compile_seconds": compile_seconds})
-    _restore(variables, saved)
+    _restore(tracked, saved)
     choice = _choose(measurements)
     return AutotuneResult(trainers[choice["jit_compile"]], choice["jit_compile"], choice["steps_per_loop"],
                           measurements, time.perf_counter() - start)

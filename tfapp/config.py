@@ -37,6 +37,8 @@ class Config:
     strict: bool = False                     # images: unreadable file = error instead of skipped
     feature_spec: Optional[str] = None       # tfrecord: JSON feature spec when no spec.json is beside the shards
     cache: str = "memory"                    # training examples: memory | none | file path prefix
+    augment: bool = False                    # image tasks: random flip + pad-and-crop on training images
+    weights: Optional[str] = None            # local Keras Applications weights file (--model=transfer)
     model_dir: Optional[str] = None          # None -> runs/<task>-<YYYYmmdd-HHMMSS>
     batch_size: Optional[int] = None         # global batch, split across replicas
     train_steps: Optional[int] = None        # optimizer steps

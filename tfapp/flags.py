@@ -51,6 +51,10 @@ def define_flags():
     define_data_flags()
     flags.DEFINE_string("task", "digits", f"Task to train. Valid: {_task_help()}.")
     flags.DEFINE_string("model", None, "Model of the task (see --task for the names); default: the task's first.")
+    flags.DEFINE_boolean("augment", False, "Image tasks: random horizontal flip and pad-4-random-crop of training "
+                         "images in the pipeline (eval is never augmented).")
+    flags.DEFINE_string("weights", None, "Local Keras Applications weights file for --model=transfer "
+                        "(image_folder: MobileNetV2 'no top' .h5); nothing is downloaded.")
     flags.DEFINE_string("cache", "memory", "Cache decoded training examples: memory, none, or a file path prefix.")
     flags.DEFINE_string("model_dir", None, "Run directory (local, gs://, …): checkpoints, metrics.csv, curves.png, "
                         "report.json, TensorBoard, export/. Must be new or empty. Default: runs/<task>-<timestamp>.")

@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 import pipelines
+import pipelines.augment
 import strategies
 from tfapp import autotune, export, host_loop, loop, plots, report, tasks
 from tfapp.config import PRECISIONS, ConfigError
@@ -85,8 +86,13 @@ def prepare(config):
     check_jit_compile(config.jit_compile, strategy)
     source = pipelines.load(config.data, config.load_options())
     keras.utils.set_random_seed(config.seed)
+    train_preprocess = task.preprocess
+    if config.augment:
+        if len(source.spec["features"].get("x", ((),))[0]) not in (2, 3) or "num_classes" not in source.spec:
+            raise ConfigError(f"--augment: only image tasks can be augmented, not {task.name} on {config.data}")
+        train_preprocess = pipelines.augment.augment(task.preprocess, config.seed)
     train_data = strategy.distribute_datasets_from_function(lambda context: pipelines.train_dataset(
-        source.splits["train"], task.preprocess, config.batch_size, config.seed, context, cache=config.cache,
+        source.splits["train"], train_preprocess, config.batch_size, config.seed, context, cache=config.cache,
         vectorized=task.vectorized_preprocess))
     eval_data = strategy.distribute_datasets_from_function(lambda context: pipelines.eval_dataset(
         source.splits["test"], task.preprocess, config.batch_size, source.num_examples["test"], context,
@@ -116,7 +122,7 @@ def choose_trainer(experiment):
     result = autotune.autotune(make_trainer, iter(experiment.train_data), jits,
                                (fixed_spl,) if fixed_spl else autotune.STEPS_PER_LOOP_CANDIDATES,
                                budget_seconds=config.autotune_seconds,
-                               variables=experiment.model.variables + experiment.optimizer.variables)
+                               variables=lambda: experiment.model.variables + experiment.optimizer.variables)
     return result.trainer, result.steps_per_loop, result.to_json()
 
 

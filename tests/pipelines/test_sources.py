@@ -67,8 +67,8 @@ def test_missing_and_corrupt_files(tmp_path):
 
 @pytest.mark.parametrize("data, message", [
     ("digits", "expected KIND:LOCATION"),
-    ("csvx:/a", "unknown kind 'csvx'; valid: embedded, npz"),
-    ("embedded:iris", "unknown embedded dataset; valid: digits"),
+    ("csvx:/a", "unknown kind 'csvx'; valid: embedded, npz, csv, images"),
+    ("embedded:iris", "unknown embedded dataset; valid: breast_cancer, diabetes, digits"),
 ])
 def test_bad_data_flag(data, message):
     with pytest.raises(pipelines.DataError, match=message):

@@ -2,11 +2,16 @@
 
     python -c "from tfapp import tasks; print(sorted(tasks.TASKS))"
 """
-from tfapp.tasks import digits
+from tfapp.tasks import digits, images, signals, tabular
 from tfapp.tasks.task import Task
 
 TASKS = {
     "digits": digits.TASK,
+    "image_classification": images.IMAGE_CLASSIFICATION,
+    "image_folder": images.IMAGE_FOLDER,
+    "regression": tabular.REGRESSION,
+    "classification": tabular.CLASSIFICATION,
+    "signal_classification": signals.TASK,
 }
 
 

@@ -1,0 +1,67 @@
+"""Image tasks on real offline data: image_classification on digits (>= 0.98), image_folder on a folder of PNGs
+written from digits (two classes, upscaled; >= 0.97), encoded-bytes serving, augmentation."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import pipelines
+from pipelines import augment
+from tests import fixtures
+from tfapp import config as config_lib
+from tfapp import run, tasks
+
+
+def _run(tmp_path, **values):
+    return run.run(config_lib.Config(strategy="default", model_dir=str(tmp_path / "run"), **values).resolved())
+
+
+def test_image_classification_digits_accuracy(tmp_path):
+    report = _run(tmp_path, task="image_classification", steps_per_loop="16", jit_compile="false", export=False)
+    assert report["final_metrics"]["accuracy"] >= 0.98, report["final_metrics"]
+
+
+def test_image_folder_of_pngs_accuracy_and_bytes_serving(tmp_path):
+    folder = fixtures.digit_image_folder(str(tmp_path / "digits"), image_format="png")
+    report = _run(tmp_path, task="image_folder", data=f"images:{folder}", image_size=24, train_steps=150,
+                  eval_every=50, steps_per_loop="10", jit_compile="false")
+    assert report["final_metrics"]["accuracy"] >= 0.97, report["final_metrics"]
+    serve = tf.saved_model.load(report["export_path"]).signatures["serving_default"]
+    files = [f"{folder}/0/0.png", f"{folder}/1/0.png"]
+    out = serve(image_bytes=tf.constant([open(f, "rb").read() for f in files]))
+    assert out["class_id"].numpy().tolist() == [0, 1]
+
+
+def test_resnet20_and_mlp_build_and_train_a_step():
+    task = tasks.get_task("image_classification")
+    spec = {"features": {"x": ((32, 32, 3), "uint8")}, "num_classes": 10, "x_max": 255.0}
+    for name in ("resnet20", "mlp", "cnn"):
+        model = task.models[name](None, spec)
+        assert model.output_shape == (None, 10)
+        assert model(np.zeros((2, 32, 32, 3), "float32")).shape == (2, 10)
+
+
+def test_transfer_without_weights_is_a_clear_error(tmp_path):
+    folder = fixtures.digit_image_folder(str(tmp_path / "d"), classes=(0, 1))
+    config = config_lib.Config(task="image_folder", model="transfer", data=f"images:{folder}",
+                               model_dir=str(tmp_path / "r")).resolved(smoke=True)
+    with pytest.raises(ValueError, match="--model=transfer needs --weights=PATH"):
+        run.prepare(config)
+
+
+def test_augment_keeps_shape_and_changes_pixels_eagerly_and_in_map():
+    images = tf.reshape(tf.range(2 * 8 * 8 * 1, dtype=tf.float32), [2, 8, 8, 1])
+    out = augment.flip_and_crop(images, seed=1)
+    assert out.shape == images.shape
+    single = augment.flip_and_crop(images[0], seed=1)
+    assert single.shape == (8, 8, 1)
+    mapped = next(iter(tf.data.Dataset.from_tensors(images).map(lambda x: augment.flip_and_crop(x, seed=1))))
+    assert mapped.shape == images.shape
+    assert any(not np.array_equal(augment.flip_and_crop(images, seed=s), images) for s in range(5))
+
+
+def test_augment_flag_is_for_image_tasks_only(tmp_path):
+    config = config_lib.Config(task="regression", augment=True, model_dir=str(tmp_path / "r")).resolved(smoke=True)
+    with pytest.raises(ValueError, match="--augment: only image tasks"):
+        run.prepare(config)
+    source = pipelines.load("embedded:digits")
+    assert source.spec["x_max"] == 16.0

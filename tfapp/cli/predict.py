@@ -1,0 +1,101 @@
+"""`tfapp-predict`: run an exported SavedModel on a file and print JSON predictions (one object per example).
+
+    tfapp-predict --export_dir=runs/regression-…/export/1 --input=new_house.csv
+    tfapp-predict --export_dir=runs/image_folder-…/export/1 --input=cat.jpg,dog.png
+    tfapp-predict --export_dir=runs/digits-…/export/1 --input=batch.npz      # array "x" (or the only array)
+
+Needs only TensorFlow: the signature's inputs say what to feed. CSV: one column per signature input (extra
+columns, such as the label, are ignored); image files: their encoded bytes; npz: the array as float32.
+"""
+import io
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def define_flags():
+    flags.DEFINE_string("export_dir", None, "SavedModel directory (an export/<version>/ folder).")
+    flags.DEFINE_string("input", None, "A .csv, .npz or image file; several image files separated by commas.")
+    flags.DEFINE_string("signature", "serving_default", "Signature to call.")
+
+
+def _csv_inputs(path, specs):
+    import csv
+    with tf.io.gfile.GFile(path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path}: no data rows")
+    missing = [name for name in specs if name not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; the model needs {', '.join(specs)}")
+    out = {}
+    for name, spec in specs.items():
+        values = [row[name] for row in rows]
+        out[name] = tf.constant(values) if spec.dtype == tf.string else \
+            tf.constant([float(v) if v.strip() else np.nan for v in values], spec.dtype)
+    return out
+
+
+def read_inputs(path, specs):
+    """{signature input name: tensor} from the file(s) at `path`."""
+    paths = path.split(",")
+    if all(p.lower().endswith(IMAGE_EXTENSIONS) for p in paths):
+        (name,) = specs
+        return {name: tf.constant([tf.io.gfile.GFile(p, "rb").read() for p in paths])}
+    if path.endswith(".csv"):
+        return _csv_inputs(path, specs)
+    if path.endswith(".npz"):
+        with tf.io.gfile.GFile(path, "rb") as f:
+            content = np.load(io.BytesIO(f.read()), allow_pickle=False)
+            array = content["x"] if "x" in content.files else content[content.files[0]]
+        (name,) = specs
+        return {name: tf.constant(array, specs[name].dtype)}
+    raise ValueError(f"--input={path}: expected .csv, .npz or image files ({', '.join(IMAGE_EXTENSIONS)})")
+
+
+def predict(export_dir, path, signature="serving_default"):
+    """[{output name: value}, …] for every example in the input file."""
+    loaded = tf.saved_model.load(export_dir)
+    if signature not in loaded.signatures:
+        raise ValueError(f"--signature={signature}: not in {export_dir}; has {', '.join(loaded.signatures)}")
+    function = loaded.signatures[signature]
+    outputs = function(**read_inputs(path, function.structured_input_signature[1]))
+    outputs = {k: v.numpy().tolist() for k, v in outputs.items()}
+    count = len(next(iter(outputs.values())))
+    return [{k: v[i] for k, v in outputs.items()} for i in range(count)]
+
+
+def main(argv):
+    del argv
+    try:
+        if not FLAGS.export_dir or not FLAGS.input:
+            raise ValueError("--export_dir and --input are required")
+        if not tf.io.gfile.exists(os.path.join(FLAGS.export_dir, "saved_model.pb")):
+            raise ValueError(f"--export_dir={FLAGS.export_dir}: no saved_model.pb there")
+        for p in FLAGS.input.split(","):
+            if not tf.io.gfile.exists(p):
+                raise ValueError(f"--input: {p}: no such file")
+        rows = predict(FLAGS.export_dir, FLAGS.input, FLAGS.signature)
+    except ValueError as error:
+        print(f"tfapp-predict: error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(rows))
+    return 0
+
+
+def run():
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
