@@ -72,6 +72,7 @@ def from_split_arrays(name, splits, spec_extra=None):
         splits={split: make(x, y) for split, (x, y) in splits.items()},
         num_examples={split: len(y) for split, (_, y) in splits.items()},
         spec=spec,
+        arrays={split: {"x": x, "y": y} for split, (x, y) in splits.items()},
     )
 
 

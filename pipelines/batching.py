@@ -43,11 +43,29 @@ def cached(dataset, cache):
     return dataset.cache() if cache in ("memory", "", None) else dataset.cache(cache)
 
 
+def _gathered_batches(arrays, preprocess, batch, seed, context):
+    """In-memory arrays: shuffle and batch example *indices*, then gather whole batches (one op per batch)."""
+    num_examples = len(arrays["y"])
+    indices = _shard(tf.data.Dataset.range(num_examples), context)
+    indices = indices.shuffle(num_examples, seed=seed + context.input_pipeline_id, reshuffle_each_iteration=True)
+    indices = indices.repeat().batch(batch, drop_remainder=True)
+    # from_tensors hands the arrays to the dataset as inputs (not graph constants); repeat() does not copy them.
+    tables = tf.data.Dataset.from_tensors(tf.nest.map_structure(tf.convert_to_tensor, arrays)).repeat()
+    dataset = tf.data.Dataset.zip((indices, tables)).map(
+        lambda index, table: preprocess(tf.nest.map_structure(lambda a: tf.gather(a, index), table)),
+        num_parallel_calls=AUTOTUNE, deterministic=True)
+    return dataset.prefetch(AUTOTUNE)
+
+
 def train_dataset(make_split, preprocess, global_batch_size, seed, input_context=None, shuffle_buffer=10_000,
-                  cache="memory", vectorized=False):
-    """Endless, shuffled, per-replica batches of `preprocess(example)` = (features, label)."""
+                  cache="memory", vectorized=False, arrays=None):
+    """Endless, shuffled, per-replica batches of `preprocess(example)` = (features, label).
+
+    `arrays` ({"x", "y"} in memory) with a vectorized preprocess takes the gather-by-index path."""
     context = _context(input_context)
     batch = per_replica_batch_size(global_batch_size, context)
+    if arrays is not None and vectorized:
+        return _gathered_batches(arrays, preprocess, batch, seed, context)
     if cache not in ("memory", "none", "", None):
         cache = f"{cache}-{context.input_pipeline_id}"  # one cache file per input pipeline
     dataset = cached(_shard(make_split(), context), cache)

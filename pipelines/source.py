@@ -33,8 +33,11 @@ class Source:
     splits: split name ("train", "test") -> function returning an unbatched dataset of raw example dicts.
     num_examples: split name -> number of examples (known up front: eval padding and reports need it).
     spec: what a model builder needs to know, e.g. {"features": {"x": ((8, 8), "uint8")}, "num_classes": 10}.
+    arrays: for in-memory sources, split name -> {"x": array or dict of arrays, "y": array}; lets the training
+        pipeline gather whole batches by index instead of handling one example at a time.
     """
     name: str
     splits: Mapping[str, Callable[[], tf.data.Dataset]]
     num_examples: Mapping[str, int]
     spec: Mapping[str, Any]
+    arrays: Optional[Mapping[str, Any]] = None

@@ -93,7 +93,7 @@ def prepare(config):
         train_preprocess = pipelines.augment.augment(task.preprocess, config.seed)
     train_data = strategy.distribute_datasets_from_function(lambda context: pipelines.train_dataset(
         source.splits["train"], train_preprocess, config.batch_size, config.seed, context, cache=config.cache,
-        vectorized=task.vectorized_preprocess))
+        vectorized=task.vectorized_preprocess, arrays=(source.arrays or {}).get("train")))
     eval_data = strategy.distribute_datasets_from_function(lambda context: pipelines.eval_dataset(
         source.splits["test"], task.preprocess, config.batch_size, source.num_examples["test"], context,
         vectorized=task.vectorized_preprocess))

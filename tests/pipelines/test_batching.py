@@ -90,3 +90,18 @@ def test_preprocess_runs_eagerly_and_in_map():
     eager = _pre(next(iter(source.splits["train"]())))
     mapped = next(iter(source.splits["train"]().map(_pre)))
     np.testing.assert_array_equal(eager[0], mapped[0])
+
+
+def test_gathered_batches_cover_each_epoch_and_shard_by_host():
+    n = 48
+    source = _source(n)
+    arrays = source.arrays["train"]
+    ds = pipelines.train_dataset(source.splits["train"], _pre, 8, seed=1, vectorized=True, arrays=arrays)
+    epoch = [int(y) for _, labels in ds.take(n // 8) for y in labels.numpy()]
+    assert sorted(epoch) == list(range(n)) and epoch != list(range(n))
+    features, labels = next(iter(ds))
+    np.testing.assert_array_equal(features[:, 0], labels.numpy() * 2.0)  # x = y here, preprocess doubles x
+    hosts = [{int(y) for _, labels in pipelines.train_dataset(
+        source.splits["train"], _pre, 8, seed=1, input_context=_context(i, 2, 2), vectorized=True,
+        arrays=arrays).take(6) for y in labels.numpy()} for i in range(2)]
+    assert not hosts[0] & hosts[1] and len(hosts[0] | hosts[1]) == n

@@ -65,3 +65,20 @@ def test_augment_flag_is_for_image_tasks_only(tmp_path):
         run.prepare(config)
     source = pipelines.load("embedded:digits")
     assert source.spec["x_max"] == 16.0
+
+
+def test_transfer_from_a_local_weights_file(tmp_path):
+    """A MobileNetV2 'no top' weights file written here stands in for a downloaded one: loading stays offline."""
+    import keras
+    weights = str(tmp_path / "mobilenet_v2_notop.weights.h5")
+    keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(weights)
+    folder = fixtures.digit_image_folder(str(tmp_path / "d"), classes=(0, 1))
+    config = config_lib.Config(task="image_folder", model="transfer", data=f"images:{folder}", image_size=32,
+                               image_channels=3, weights=weights, strategy="default", steps_per_loop="5",
+                               jit_compile="false", export=False, model_dir=str(tmp_path / "r")).resolved(smoke=True)
+    experiment = run.prepare(config)
+    frozen = [layer for layer in experiment.model.layers if not layer.trainable]
+    assert frozen and experiment.model.count_params() > 2_000_000
+    assert len(experiment.model.trainable_weights) == 2  # only the new head trains
+    report = run.train(experiment)
+    assert report["steps"] == 10
