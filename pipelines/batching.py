@@ -43,12 +43,17 @@ def cached(dataset, cache):
     return dataset.cache() if cache in ("memory", "", None) else dataset.cache(cache)
 
 
-def _gathered_batches(arrays, preprocess, batch, seed, context):
+def _batches_to_skip(skip_steps, context):
+    """Per-replica batches this input pipeline hands out in `skip_steps` global steps."""
+    return skip_steps * (context.num_replicas_in_sync // context.num_input_pipelines)
+
+
+def _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps=0):
     """In-memory arrays: shuffle and batch example *indices*, then gather whole batches (one op per batch)."""
     num_examples = len(arrays["y"])
     indices = _shard(tf.data.Dataset.range(num_examples), context)
     indices = indices.shuffle(num_examples, seed=seed + context.input_pipeline_id, reshuffle_each_iteration=True)
-    indices = indices.repeat().batch(batch, drop_remainder=True)
+    indices = indices.repeat().batch(batch, drop_remainder=True).skip(_batches_to_skip(skip_steps, context))
     # from_tensors hands the arrays to the dataset as inputs (not graph constants); repeat() does not copy them.
     tables = tf.data.Dataset.from_tensors(tf.nest.map_structure(tf.convert_to_tensor, arrays)).repeat()
     dataset = tf.data.Dataset.zip((indices, tables)).map(
@@ -58,14 +63,17 @@ def _gathered_batches(arrays, preprocess, batch, seed, context):
 
 
 def train_dataset(make_split, preprocess, global_batch_size, seed, input_context=None, shuffle_buffer=10_000,
-                  cache="memory", vectorized=False, arrays=None):
+                  cache="memory", vectorized=False, arrays=None, skip_steps=0):
     """Endless, shuffled, per-replica batches of `preprocess(example)` = (features, label).
 
-    `arrays` ({"x", "y"} in memory) with a vectorized preprocess takes the gather-by-index path."""
+    `arrays` ({"x", "y"} in memory) with a vectorized preprocess takes the gather-by-index path.
+    `skip_steps`: resume the same seeded order after that many global steps; skipped batches are not
+    preprocessed (the skip comes before the map)."""
     context = _context(input_context)
     batch = per_replica_batch_size(global_batch_size, context)
+    skip = _batches_to_skip(skip_steps, context)
     if arrays is not None and vectorized:
-        return _gathered_batches(arrays, preprocess, batch, seed, context)
+        return _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps)
     if cache not in ("memory", "none", "", None):
         cache = f"{cache}-{context.input_pipeline_id}"  # one cache file per input pipeline
     dataset = cached(_shard(make_split(), context), cache)
@@ -73,9 +81,10 @@ def train_dataset(make_split, preprocess, global_batch_size, seed, input_context
     dataset = dataset.shuffle(shuffle_buffer, seed=seed + context.input_pipeline_id, reshuffle_each_iteration=True)
     dataset = dataset.repeat()
     if vectorized:
-        dataset = dataset.batch(batch, drop_remainder=True)
+        dataset = dataset.batch(batch, drop_remainder=True).skip(skip)
         dataset = dataset.map(preprocess, num_parallel_calls=AUTOTUNE, deterministic=True)
     else:
+        dataset = dataset.skip(skip * batch)
         dataset = dataset.map(preprocess, num_parallel_calls=AUTOTUNE, deterministic=True)
         dataset = dataset.batch(batch, drop_remainder=True)
     return dataset.prefetch(AUTOTUNE)

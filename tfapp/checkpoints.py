@@ -1,15 +1,102 @@
-"""Checkpoints under `<model_dir>/checkpoints`: model and optimizer (which carries the step count).
+"""Checkpoints and the run directory's life cycle: resume, never overwrite, fail early when it is not writable.
 
-    python -c "import tensorflow as tf; print(tf.train.latest_checkpoint('runs/LATEST/checkpoints'))"
+    tfapp-train --model_dir=runs/exp1 ...        # killed or preempted? the same command resumes at the last save
+    tfapp-train --model_dir=runs/exp1 --noresume # starts fresh in runs/exp1-2
+
+A checkpoint (`tf.train.CheckpointManager` under `<model_dir>/checkpoints`) holds the model, the optimizer (whose
+`iterations` is the step) and nothing else: the input position follows from the step, because the training
+pipeline replays the same seeded order and skips the steps already done (`pipelines.train_dataset(skip_steps=)`).
+TensorFlow writes a checkpoint's files first and only then points the `checkpoint` state file at them (an atomic
+rename), so a save interrupted half way never replaces the last good one.
 """
+import json
+import shutil
+import uuid
+
 import tensorflow as tf
 
 from tfapp import report
+from tfapp.config import ConfigError
 
 MAX_TO_KEEP = 3
+CONFIG_FILE = "config.json"
+MIN_FREE_BYTES = 50 * 2**20  # refuse to start with less free space than this in a local model_dir
+# Settings a resumed run must share with the run that wrote the checkpoint.
+RESUME_KEYS = ("task", "model", "data", "batch_size", "seed", "mixed_precision", "test_fraction")
+
+
+def directory(model_dir):
+    return report.join(model_dir, "checkpoints")
 
 
 def manager(model_dir, model, optimizer):
     """A tf.train.CheckpointManager saving `model` and `optimizer`; `save(checkpoint_number=step)` at loop ends."""
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    return tf.train.CheckpointManager(checkpoint, report.join(model_dir, "checkpoints"), max_to_keep=MAX_TO_KEEP)
+    return tf.train.CheckpointManager(checkpoint, directory(model_dir), max_to_keep=MAX_TO_KEEP)
+
+
+def latest(model_dir):
+    """Path of the last complete checkpoint in model_dir, or None."""
+    return tf.train.latest_checkpoint(directory(model_dir))
+
+
+def resolve_model_dir(model_dir, resume):
+    """(model_dir to use, resuming?). A non-empty dir without a checkpoint is never reused."""
+    if not tf.io.gfile.exists(model_dir) or not tf.io.gfile.listdir(model_dir):
+        return model_dir, False
+    if latest(model_dir) is None:
+        if tf.io.gfile.exists(report.join(model_dir, CONFIG_FILE)):
+            return model_dir, False  # a tfapp run that died before its first checkpoint: start it again
+        raise ConfigError(f"--model_dir={model_dir}: exists, is not empty and holds no checkpoint to resume; "
+                          "choose a new directory")
+    if resume:
+        return model_dir, True
+    for number in range(2, 10_000):
+        candidate = f"{model_dir.rstrip('/')}-{number}"
+        if not tf.io.gfile.exists(candidate):
+            return candidate, False
+    raise ConfigError(f"--model_dir={model_dir}: no free '-N' directory name left")
+
+
+def check_resume_compatible(model_dir, config):
+    """Raises ConfigError if the checkpointed run had other settings for RESUME_KEYS."""
+    path = report.join(model_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        return
+    with tf.io.gfile.GFile(path) as f:
+        saved = json.load(f)
+    changed = [f"--{k}={saved.get(k)!r} there, {getattr(config, k)!r} now" for k in RESUME_KEYS
+               if saved.get(k) != getattr(config, k)]
+    if changed:
+        raise ConfigError(f"--model_dir={model_dir}: cannot resume a run with other settings ({'; '.join(changed)});"
+                          " use --noresume or another --model_dir")
+
+
+def check_writable(model_dir):
+    """Fails early, before any training, if model_dir cannot be written or its disk is (nearly) full.
+    Leaves nothing behind: a directory created for the probe is removed again."""
+    existed = tf.io.gfile.exists(model_dir)
+    probe = report.join(model_dir, f".tfapp-write-probe-{uuid.uuid4().hex}")
+    try:
+        try:
+            tf.io.gfile.makedirs(model_dir)
+            with tf.io.gfile.GFile(probe, "w") as f:
+                f.write("ok")
+            tf.io.gfile.remove(probe)
+        except (tf.errors.OpError, OSError) as error:
+            message = getattr(error, "message", None) or str(error)
+            raise ConfigError(f"--model_dir={model_dir}: not writable ({message.splitlines()[0]})") from None
+        if "://" not in model_dir:
+            free = shutil.disk_usage(model_dir).free
+            if free < MIN_FREE_BYTES:
+                raise ConfigError(f"--model_dir={model_dir}: only {free / 2**20:.0f} MiB free on its disk; "
+                                  f"need at least {MIN_FREE_BYTES / 2**20:.0f} MiB")
+    finally:
+        if not existed and tf.io.gfile.exists(model_dir):
+            tf.io.gfile.rmtree(model_dir)
+
+
+def write_config(model_dir, config_dict):
+    with tf.io.gfile.GFile(report.join(model_dir, CONFIG_FILE), "w") as f:
+        f.write(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
+

@@ -43,6 +43,11 @@ class Config:
     batch_size: Optional[int] = None         # global batch, split across replicas
     train_steps: Optional[int] = None        # optimizer steps
     eval_every: Optional[int] = None         # steps between evaluations on the test split
+    checkpoint_every: Optional[int] = None   # steps between checkpoints; None -> eval_every
+    resume: bool = True                      # continue from the checkpoint in model_dir; False -> a new dir
+    on_nan: str = "stop"                     # stop | restore (reload last checkpoint, halve the learning rate)
+    max_nan_retries: int = 3                 # restores before --on_nan=restore gives up
+    deterministic: bool = False              # op determinism on; XLA off unless asked for
     learning_rate: Optional[float] = None    # Adam learning rate
     seed: int = 0
     strategy: str = "auto"
@@ -76,6 +81,7 @@ class Config:
                 values[name] = value
         values["model"] = values["model"] or task.default_model
         values["steps_per_loop"] = str(values["steps_per_loop"])
+        values["checkpoint_every"] = values["checkpoint_every"] or values["eval_every"]
         values["data"] = values["data"] or task.default_data
         stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
         values["model_dir"] = values["model_dir"] or f"runs/{self.task}-{stamp}"
@@ -90,7 +96,7 @@ class Config:
                               f"valid: {', '.join(task.models)}")
         if self.steps_per_loop != "auto" and not str(self.steps_per_loop).isdigit():
             raise ConfigError(f"--steps_per_loop must be a positive integer or 'auto', got {self.steps_per_loop!r}")
-        for name in ("batch_size", "train_steps", "eval_every"):
+        for name in ("batch_size", "train_steps", "eval_every", "checkpoint_every"):
             value = getattr(self, name)
             if value is None or value < 1:
                 raise ConfigError(f"--{name} must be a positive integer, got {value}")
@@ -104,9 +110,11 @@ class Config:
             raise ConfigError(f"--steps_per_loop must be a positive integer or 'auto', got {self.steps_per_loop!r}")
         if self.mixed_precision not in PRECISIONS:
             raise ConfigError(f"--mixed_precision: {self.mixed_precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.on_nan not in ("stop", "restore"):
+            raise ConfigError(f"--on_nan: {self.on_nan!r} is not one of stop, restore")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"--lr_schedule: {self.lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
-        for name in ("warmup_steps", "early_stopping_patience"):
+        for name in ("warmup_steps", "early_stopping_patience", "max_nan_retries"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if self.autotune_seconds <= 0:

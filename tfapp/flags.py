@@ -86,6 +86,16 @@ def define_flags():
     flags.DEFINE_integer("warmup_steps", 0, "Linear warmup steps for --lr_schedule=cosine.")
     flags.DEFINE_integer("early_stopping_patience", 0, "Stop after N evaluations without improvement of the "
                          "task's main metric (Keras EarlyStopping); 0 = off.")
+    flags.DEFINE_integer("checkpoint_every", None, "Steps between checkpoints (model, optimizer, step; the input "
+                         "position follows from the step). Default: --eval_every.")
+    flags.DEFINE_boolean("resume", True, "Continue from the latest checkpoint in --model_dir when there is one; "
+                         "--noresume starts fresh in a new directory (<model_dir>-2, -3, …), never overwriting.")
+    flags.DEFINE_enum("on_nan", "stop", ["stop", "restore"], "When the loss becomes NaN/Inf: stop (keep the last "
+                      "good checkpoint, report the step, exit status 3) or restore (reload the last good "
+                      "checkpoint, halve the learning rate, at most --max_nan_retries times).")
+    flags.DEFINE_integer("max_nan_retries", 3, "Restores allowed by --on_nan=restore.")
+    flags.DEFINE_boolean("deterministic", False, "Op determinism (tf.config.experimental.enable_op_determinism): "
+                         "the same seed gives identical metrics.csv and checkpoints; XLA off unless --jit_compile=true.")
     flags.DEFINE_boolean("export", True, "Export a SavedModel to <model_dir>/export/<version>/ after training.")
     flags.DEFINE_boolean("smoke", False, "Use the task's smoke size (a few steps on the same data): for tests "
                          "and quick checks.")

@@ -4,10 +4,14 @@
 
 Keras callbacks: `on_train_begin/end`, `on_train_batch_end` (once per loop, logs = loop means), and
 `on_epoch_begin/end` around each evaluation ("epoch" = one eval period; logs carry `val_<metric>`), so
-EarlyStopping, ReduceLROnPlateau-style and user callbacks work; `model.stop_training` ends the run at the next
-evaluation (the last one is kept as final). Everything here runs between compiled loops, never inside them.
+EarlyStopping and user callbacks work; `model.stop_training` ends the run at the next evaluation.
+Faults handled here, at loop boundaries: SIGTERM/SIGINT (finish the loop, checkpoint, stop), a NaN/Inf loss
+(stop with the last good checkpoint kept, or restore it with half the learning rate). Everything here runs
+between compiled loops, never inside them.
 """
 import dataclasses
+import math
+import signal
 import sys
 import time
 
@@ -16,8 +20,13 @@ import keras
 from tfapp import checkpoints
 
 
+class NanLossError(RuntimeError):
+    """The training loss became NaN or Inf; the message names the step and the last good checkpoint."""
+
+
 @dataclasses.dataclass
 class Outcome:
+    start_step: int = 0
     steps: int = 0
     eval_metrics: dict = dataclasses.field(default_factory=dict)
     time_to_first_step: float = 0.0
@@ -26,22 +35,37 @@ class Outcome:
     timed_seconds: float = 0.0
     input_wait_seconds: float = 0.0  # time the timed loops waited for input batches
     stopped_early: bool = False
+    stopped_by_signal: str = ""   # "SIGTERM" / "SIGINT" when interrupted
+    nan_restores: list = dataclasses.field(default_factory=list)  # steps at which a NaN loss was restored
+
+    measured_input_wait: bool = True
 
     @property
     def input_wait_fraction(self):
-        return self.input_wait_seconds / self.timed_seconds if self.timed_seconds else None
+        if not self.measured_input_wait or not self.timed_seconds:
+            return None
+        return self.input_wait_seconds / self.timed_seconds
 
     @property
     def steps_per_second(self):
         return self.timed_steps / self.timed_seconds if self.timed_seconds else None
 
 
-def loop_sizes(train_steps, eval_every, steps_per_loop):
-    """Steps per trainer.train call: 1 first (time to first step), then steps_per_loop, cut at eval boundaries."""
-    step, sizes = 0, []
+def next_loop_size(step, train_steps, boundaries, steps_per_loop, first):
+    """Steps for the next trainer.train call: 1 for the first call of a run (time to first step), else
+    steps_per_loop, cut at the next multiple of any boundary (eval, checkpoint) and at the end."""
+    size = min(1 if first else steps_per_loop, train_steps - step)
+    for every in boundaries:
+        size = min(size, (step // every + 1) * every - step)
+    return size
+
+
+def loop_sizes(train_steps, eval_every, steps_per_loop, start=0, checkpoint_every=None):
+    """The whole schedule from `start`, as a list (for tests and planning)."""
+    step, sizes = start, []
     while step < train_steps:
-        next_eval = (step // eval_every + 1) * eval_every
-        size = min(1 if step == 0 else steps_per_loop, next_eval - step, train_steps - step)
+        size = next_loop_size(step, train_steps, (eval_every, checkpoint_every or eval_every), steps_per_loop,
+                              first=step == 0)
         sizes.append(size)
         step += size
     return sizes
@@ -63,48 +87,104 @@ def _callbacks(experiment, callbacks):
     return keras.callbacks.CallbackList(callbacks, model=experiment.model)
 
 
+class _StopSignals:
+    """Records SIGTERM/SIGINT instead of dying mid-loop; the previous handlers come back on exit."""
+
+    def __init__(self):
+        self.received = ""
+
+    def __enter__(self):
+        self._previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a notebook worker): keep the defaults
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        del frame
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _handle_nan(experiment, manager, outcome, step):
+    """NaN/Inf loss at `step`: restore the last good checkpoint with half the learning rate, or raise."""
+    config, optimizer = experiment.config, experiment.optimizer
+    last = manager.latest_checkpoint
+    where = f"last good checkpoint: {last}" if last else "no checkpoint was written yet"
+    can_restore = config.on_nan == "restore" and last and len(outcome.nan_restores) < config.max_nan_retries \
+        and config.lr_schedule == "constant"
+    if not can_restore:
+        hint = "" if config.on_nan == "restore" else "; try --on_nan=restore or a lower --learning_rate"
+        raise NanLossError(f"loss became NaN/Inf in the loop ending at step {step}; {where}{hint}")
+    manager.checkpoint.restore(last)
+    rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) / 2
+    optimizer.learning_rate.assign(rate)
+    outcome.nan_restores.append(step)
+    print(f"step {step}: loss NaN/Inf; restored {last}, learning rate halved to {rate:g}", flush=True)
+    return int(optimizer.iterations.numpy())
+
+
 def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks=()):
-    """Runs the whole schedule of loops; returns an Outcome. Logs rows into `run_log`."""
-    config = experiment.config
+    """Runs the schedule of loops from the optimizer's step; returns an Outcome. Logs rows into `run_log`."""
+    config, optimizer = experiment.config, experiment.optimizer
     callback_list = _callbacks(experiment, callbacks)
     experiment.model.stop_training = False
-    manager = checkpoints.manager(write_dir, experiment.model, experiment.optimizer)
+    manager = checkpoints.manager(write_dir, experiment.model, optimizer)
+    step = int(optimizer.iterations.numpy())
+    outcome, epoch = Outcome(start_step=step, steps=step, measured_input_wait=trainer.measure_input_wait), 0
     # A live bar on a terminal; in logs (CI, files) one line at the end plus the eval lines.
-    # Values shown are the latest loop's means (stateful), not Progbar's running average of them.
     progress = keras.utils.Progbar(config.train_steps, unit_name="step", verbose=1 if sys.stdout.isatty() else 2,
                                    stateful_metrics=["loss", *(m.name for m in trainer.train_metrics)])
     iterator = iter(experiment.train_data)
-    outcome, epoch = Outcome(), 0
+    boundaries = (config.eval_every, config.checkpoint_every)
     callback_list.on_train_begin()
     callback_list.on_epoch_begin(epoch)
-    for size in loop_sizes(config.train_steps, config.eval_every, steps_per_loop):
-        loop_start = time.perf_counter()
-        train_values = trainer.train(iterator, size)
-        elapsed = time.perf_counter() - loop_start
-        train_values["learning_rate"] = float(keras.ops.convert_to_numpy(experiment.optimizer.learning_rate))
-        if outcome.steps == 0:
-            outcome.time_to_first_step, outcome.compile_seconds = time.time() - start_time, elapsed
-        else:
-            outcome.timed_steps, outcome.timed_seconds = outcome.timed_steps + size, outcome.timed_seconds + elapsed
-            outcome.input_wait_seconds += trainer.last_input_wait
-        outcome.steps += size
-        run_log.log(outcome.steps, "train", train_values)
-        progress.update(outcome.steps, values=[(k, v) for k, v in train_values.items() if k != "learning_rate"],
-                        finalize=False)
-        callback_list.on_train_batch_end(outcome.steps, logs=train_values)
-        if outcome.steps % config.eval_every == 0 or outcome.steps == config.train_steps:
-            outcome.eval_metrics = trainer.evaluate(experiment.eval_data)
-            run_log.log(outcome.steps, "eval", outcome.eval_metrics)
-            _print_eval(outcome.steps, config.train_steps, train_values, outcome.eval_metrics)
-            manager.save(checkpoint_number=outcome.steps)
-            run_log.flush()
-            callback_list.on_epoch_end(epoch, logs={**train_values,
-                                                    **{f"val_{k}": v for k, v in outcome.eval_metrics.items()}})
-            epoch += 1
-            if experiment.model.stop_training:
-                outcome.stopped_early = outcome.steps < config.train_steps
+    with _StopSignals() as signals:
+        while step < config.train_steps:
+            # One step first on a fresh run (time to first step); a resumed run keeps the loop grid of the original.
+            size = next_loop_size(step, config.train_steps, boundaries, steps_per_loop, first=step == 0)
+            loop_start = time.perf_counter()
+            train_values = trainer.train(iterator, size)
+            elapsed = time.perf_counter() - loop_start
+            if not math.isfinite(train_values["loss"]):
+                step = _handle_nan(experiment, manager, outcome, step + size)
+                iterator = iter(experiment.restart_train_data(step))
+                continue
+            train_values["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            if step == outcome.start_step:
+                outcome.time_to_first_step, outcome.compile_seconds = time.time() - start_time, elapsed
+            else:
+                outcome.timed_steps, outcome.timed_seconds = outcome.timed_steps + size, outcome.timed_seconds + elapsed
+                outcome.input_wait_seconds += trainer.last_input_wait
+            step += size
+            outcome.steps = step
+            run_log.log(step, "train", train_values)
+            progress.update(step, values=[(k, v) for k, v in train_values.items() if k != "learning_rate"],
+                            finalize=False)
+            callback_list.on_train_batch_end(step, logs=train_values)
+            if step % config.eval_every == 0 or step == config.train_steps:
+                outcome.eval_metrics = trainer.evaluate(experiment.eval_data)
+                run_log.log(step, "eval", outcome.eval_metrics)
+                _print_eval(step, config.train_steps, train_values, outcome.eval_metrics)
+                callback_list.on_epoch_end(epoch, logs={**train_values,
+                                                        **{f"val_{k}": v for k, v in outcome.eval_metrics.items()}})
+                epoch += 1
+                callback_list.on_epoch_begin(epoch)
+            if step % config.checkpoint_every == 0 or step == config.train_steps or signals.received \
+                    or experiment.model.stop_training:
+                run_log.flush()  # rows first: a kill between the two leaves extra rows, which resuming trims
+                manager.save(checkpoint_number=step)
+            if signals.received:
+                outcome.stopped_by_signal = signals.received
                 break
-            callback_list.on_epoch_begin(epoch)
-    progress.update(outcome.steps, finalize=True)
+            if experiment.model.stop_training:
+                outcome.stopped_early = step < config.train_steps
+                break
+    progress.update(step, finalize=True)
     callback_list.on_train_end()
     return outcome

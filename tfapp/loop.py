@@ -19,13 +19,17 @@ def _results(loss_metric, metrics):
 class Trainer:
     """Owns the compiled train/eval functions for one model on one strategy."""
 
-    def __init__(self, strategy, model, optimizer, loss_fn, metrics_fn, global_batch_size, jit_compile=False):
+    def __init__(self, strategy, model, optimizer, loss_fn, metrics_fn, global_batch_size, jit_compile=False,
+                 measure_input_wait=True):
         self.strategy = strategy
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn
         self.global_batch_size = global_batch_size  # examples per step, summed over all replicas and workers
         self.jit_compile = bool(jit_compile)
+        # tf.timestamp is refused under op determinism: then input wait is not measured (reported as None).
+        self.measure_input_wait = measure_input_wait
+        self.last_input_wait = 0.0
         with strategy.scope():
             self.train_loss = keras.metrics.Mean(name="loss")
             self.eval_loss = keras.metrics.Mean(name="loss")
@@ -60,11 +64,14 @@ class Trainer:
         """Returns the seconds spent waiting in `next(iterator)` (input not ready), summed over the steps."""
         input_wait = tf.constant(0.0, tf.float64)
         for _ in tf.range(num_steps):
-            start = tf.timestamp()
-            with tf.control_dependencies([start]):
+            if self.measure_input_wait:
+                start = tf.timestamp()
+                with tf.control_dependencies([start]):
+                    batch = next(iterator)
+                with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
+                    input_wait += tf.timestamp() - start
+            else:
                 batch = next(iterator)
-            with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
-                input_wait += tf.timestamp() - start
             self.strategy.run(self._step, args=batch)
         return input_wait
 

@@ -31,10 +31,16 @@ def join(*parts):
 class RunLog:
     """Collects (step, split, metric, value) rows; TensorBoard scalars as they arrive, metrics.csv on `flush()`."""
 
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, keep_until=None):
+        """keep_until: resuming at this step, keep the rows of metrics.csv up to it (later ones are redone)."""
         self.model_dir = model_dir
         self.rows = []
         self._writers = {}
+        path = join(model_dir, "metrics.csv")
+        if keep_until is not None and tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
+                self.rows = [(int(r["step"]), r["split"], r["metric"], float(r["value"]))
+                             for r in csv.DictReader(f) if int(r["step"]) <= keep_until]
 
     def _writer(self, split):
         if split not in self._writers:
@@ -125,6 +131,10 @@ def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, 
         "final_metrics": outcome.eval_metrics,
         "steps": outcome.steps,
         "stopped_early": outcome.stopped_early,
+        "status": "finished",
+        "resumed_from": experiment.resumed_from,
+        "resumed_at_step": outcome.start_step,
+        "nan_restores": outcome.nan_restores,
         "steps_per_second": speed,
         "examples_per_second": speed * config.batch_size if speed else None,
         "input_wait_fraction": outcome.input_wait_fraction,

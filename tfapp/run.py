@@ -19,7 +19,7 @@ import tensorflow as tf
 import pipelines
 import pipelines.augment
 import strategies
-from tfapp import autotune, export, host_loop, loop, plots, report, tasks
+from tfapp import autotune, checkpoints, export, host_loop, loop, plots, report, tasks
 from tfapp.config import PRECISIONS, ConfigError
 
 
@@ -35,6 +35,12 @@ class Experiment:
     train_data: Any
     eval_data: Any
     is_chief: bool
+    make_train_data: Any = None   # skip_steps -> distributed training dataset resuming at that step
+    resumed_from: Any = None      # checkpoint path the run continues from, or None
+
+    def restart_train_data(self, step):
+        self.train_data = self.make_train_data(step)
+        return self.train_data
 
 
 def check_jit_compile(choice, strategy):
@@ -42,11 +48,6 @@ def check_jit_compile(choice, strategy):
     if choice == "true" and autotune.jit_candidates("auto", strategy) == [False]:
         raise ConfigError("--jit_compile=true: XLA cannot run one replica per logical CPU device (variables live on "
                           "another CPU device than the compiled step); use --jit_compile=false|auto or one device")
-
-
-def _check_model_dir(model_dir):
-    if tf.io.gfile.exists(model_dir) and tf.io.gfile.listdir(model_dir):
-        raise ConfigError(f"--model_dir={model_dir}: exists and is not empty; choose a new directory")
 
 
 def build_optimizer(config):
@@ -74,12 +75,17 @@ def build_model(config, task, spec):
 
 
 def prepare(config):
-    """Builds strategy, data and model for a resolved Config; raises ValueError subclasses on bad input."""
+    """Builds strategy, data and model for a resolved Config (resuming from model_dir's checkpoint when there is
+    one); raises ValueError subclasses on bad input and writes nothing."""
     task = tasks.get_task(config.task)
     strategy = strategies.get_strategy(config.strategy, tpu=config.tpu, num_cpu_devices=config.num_cpu_devices)
     is_chief = strategies.is_chief(strategy)
-    if is_chief:
-        _check_model_dir(config.model_dir)
+    model_dir, resuming = checkpoints.resolve_model_dir(config.model_dir, config.resume)
+    config = dataclasses.replace(config, model_dir=model_dir)
+    if resuming:
+        checkpoints.check_resume_compatible(model_dir, config)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"--batch_size={config.batch_size} (global) is not divisible by "
                           f"{strategy.num_replicas_in_sync} replicas")
@@ -91,16 +97,27 @@ def prepare(config):
         if len(source.spec["features"].get("x", ((),))[0]) not in (2, 3) or "num_classes" not in source.spec:
             raise ConfigError(f"--augment: only image tasks can be augmented, not {task.name} on {config.data}")
         train_preprocess = pipelines.augment.augment(task.preprocess, config.seed)
-    train_data = strategy.distribute_datasets_from_function(lambda context: pipelines.train_dataset(
-        source.splits["train"], train_preprocess, config.batch_size, config.seed, context, cache=config.cache,
-        vectorized=task.vectorized_preprocess, arrays=(source.arrays or {}).get("train")))
+
+    def make_train_data(skip_steps):
+        return strategy.distribute_datasets_from_function(lambda context: pipelines.train_dataset(
+            source.splits["train"], train_preprocess, config.batch_size, config.seed, context, cache=config.cache,
+            vectorized=task.vectorized_preprocess, arrays=(source.arrays or {}).get("train"), skip_steps=skip_steps))
+
     eval_data = strategy.distribute_datasets_from_function(lambda context: pipelines.eval_dataset(
         source.splits["test"], task.preprocess, config.batch_size, source.num_examples["test"], context,
         vectorized=task.vectorized_preprocess))
     with strategy.scope():
         model = build_model(config, task, source.spec)
         optimizer = build_optimizer(config)
-    return Experiment(config, task, strategy, source, model, optimizer, train_data, eval_data, is_chief)
+        optimizer.build(model.trainable_variables)
+    resumed_from = checkpoints.latest(model_dir) if resuming else None
+    if resumed_from:
+        tf.train.Checkpoint(model=model, optimizer=optimizer).restore(resumed_from).assert_existing_objects_matched()
+    if is_chief:
+        checkpoints.check_writable(model_dir)
+    start_step = int(optimizer.iterations.numpy())
+    return Experiment(config, task, strategy, source, model, optimizer, make_train_data(start_step), eval_data,
+                      is_chief, make_train_data, resumed_from)
 
 
 def choose_trainer(experiment):
@@ -110,9 +127,11 @@ def choose_trainer(experiment):
 
     def make_trainer(jit):
         return loop.Trainer(strategy, experiment.model, experiment.optimizer, task.loss(), task.metrics,
-                            config.batch_size, jit_compile=jit)
+                            config.batch_size, jit_compile=jit, measure_input_wait=not config.deterministic)
 
     jits = autotune.jit_candidates(config.jit_compile, strategy)
+    if config.deterministic and config.jit_compile == "auto":
+        jits = [False]  # XLA and the plain step round differently: keep one numeric path
     fixed_spl = None if config.steps_per_loop == "auto" else int(config.steps_per_loop)
     if len(jits) == 1 and fixed_spl:
         return make_trainer(jits[0]), fixed_spl, None
@@ -135,10 +154,17 @@ def train(experiment, start_time=None, callbacks=()):
     config, task = experiment.config, experiment.task
     write_dir = config.model_dir if experiment.is_chief else tempfile.mkdtemp(prefix="tfapp-worker-")
     tf.io.gfile.makedirs(write_dir)
+    checkpoints.write_config(write_dir, dataclasses.asdict(config))
     trainer, steps_per_loop, autotune_record = choose_trainer(experiment)
-    run_log = report.RunLog(write_dir)
-    outcome = host_loop.run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks)
-    run_log.close()
+    start_step = int(experiment.optimizer.iterations.numpy())
+    run_log = report.RunLog(write_dir, keep_until=start_step if experiment.resumed_from else None)
+    try:
+        outcome = host_loop.run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks)
+    finally:
+        run_log.close()
+    if outcome.stopped_by_signal:
+        return {"status": "interrupted", "signal": outcome.stopped_by_signal, "steps": outcome.steps,
+                "model_dir": config.model_dir, "task": task.name}
     export_path = None
     if config.export:
         export_path = export.export_saved_model(

@@ -105,3 +105,18 @@ def test_gathered_batches_cover_each_epoch_and_shard_by_host():
         source.splits["train"], _pre, 8, seed=1, input_context=_context(i, 2, 2), vectorized=True,
         arrays=arrays).take(6) for y in labels.numpy()} for i in range(2)]
     assert not hosts[0] & hosts[1] and len(hosts[0] | hosts[1]) == n
+
+
+@pytest.mark.parametrize("vectorized, use_arrays", [(False, False), (True, False), (True, True)])
+def test_skip_steps_resumes_the_same_order(vectorized, use_arrays):
+    source = _source(30)
+    arrays = source.arrays["train"] if use_arrays else None
+    context = _context(0, 1, 2)
+
+    def labels(skip, count):
+        ds = pipelines.train_dataset(source.splits["train"], _pre, 8, seed=2, input_context=context,
+                                     vectorized=vectorized, arrays=arrays, skip_steps=skip)
+        return [y.numpy().tolist() for _, y in ds.take(count)]
+
+    full = labels(0, 14)
+    assert labels(3, 8) == full[6:14]  # 3 global steps = 6 per-replica batches on 2 replicas

@@ -87,7 +87,7 @@ def test_unknown_strategy_is_rejected_by_the_flag_parser(tmp_path):
 def test_existing_non_empty_model_dir_is_refused(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     out = run_cli([f"--model_dir={tmp_path}", "--smoke"])
-    assert out.returncode == 2 and "exists and is not empty" in out.stderr
+    assert out.returncode == 2 and "exists, is not empty and holds no checkpoint" in out.stderr
     assert os.listdir(tmp_path) == ["keep.txt"]
 
 

@@ -17,6 +17,7 @@ from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
 from tfapp import flags as tfapp_flags  # noqa: E402
+from tfapp import host_loop  # noqa: E402
 from tfapp import run as run_lib  # noqa: E402
 
 
@@ -40,7 +41,17 @@ def main(argv):
             raise
         print(f"tfapp-train: error: {error}", file=sys.stderr)
         return 2
-    content = run_lib.train(experiment, start_time=START_TIME)
+    if experiment.resumed_from:
+        print(f"resuming from {experiment.resumed_from}", flush=True)
+    try:
+        content = run_lib.train(experiment, start_time=START_TIME)
+    except host_loop.NanLossError as error:
+        print(f"tfapp-train: error: {error}", file=sys.stderr)
+        return 3
+    if content.get("status") == "interrupted":
+        print(f"{content['signal']}: stopped at step {content['steps']} after saving a checkpoint; resume with the "
+              f"same command and --model_dir={content['model_dir']}", flush=True)
+        return 0
     print(summary_line(content), flush=True)
     return 0
 
