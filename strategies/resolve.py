@@ -16,6 +16,9 @@ import tensorflow as tf
 from strategies import tpu as tpu_lib
 
 NAMES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+# A multi-worker collective (gradient all-reduce) that waits longer than this fails instead of hanging forever
+# on a stuck peer; a peer that died fails at once (its connection resets).
+COLLECTIVE_TIMEOUT_SECONDS = 300
 
 
 class StrategyError(ValueError):
@@ -55,7 +58,8 @@ def _multi_worker():
             json.loads(tf_config)
         except ValueError as error:
             raise StrategyError(f"--strategy=multi_worker: TF_CONFIG is not valid JSON ({error})") from None
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
 
 def _tpu(tpu):

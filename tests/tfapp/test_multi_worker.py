@@ -40,3 +40,48 @@ def test_two_workers_report_the_same_final_loss(tmp_path):
     assert report["num_replicas"] == 2 and report["strategy"] == "MultiWorkerMirroredStrategy"
     assert report["steps"] == 20
     assert f"test loss {report['final_metrics']['loss']:.4f}" in outputs[0]
+
+
+def _start_workers(model_dir, workers, extra):
+    processes = []
+    for index in range(2):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+               "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "tfapp.cli.train", f"--model_dir={model_dir}", "--strategy=multi_worker",
+             "--model=mlp", "--steps_per_loop=4", "--checkpoint_every=40", "--eval_every=200", "--noexport", *extra],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return processes
+
+
+def test_a_killed_worker_ends_the_other_with_a_clear_error_and_both_resume(tmp_path):
+    import time
+    from tfapp import checkpoints
+    model_dir = str(tmp_path / "run")
+    workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    chief, other = _start_workers(model_dir, workers, ["--train_steps=100000"])
+    try:
+        deadline = time.time() + 120
+        while not checkpoints.latest(model_dir):
+            assert time.time() < deadline and chief.poll() is None, chief.stderr.read()[-2000:]
+            time.sleep(0.05)
+        other.kill()
+        killed_at = time.time()
+        _, stderr = chief.communicate(timeout=60)  # no hang: the collective fails when the peer's link resets
+        assert chief.returncode == 4, stderr[-2000:]
+        assert time.time() - killed_at < 60
+        line = stderr.strip().splitlines()[-1]
+        assert line.startswith("tfapp-train: error: lost contact with another worker") and "resume" in line
+    finally:
+        for process in (chief, other):
+            process.kill()
+            process.communicate()
+    saved = int(checkpoints.latest(model_dir).rsplit("-", 1)[1])
+    workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    restarted = _start_workers(model_dir, workers, [f"--train_steps={saved + 40}"])
+    for process in restarted:
+        stdout, stderr = process.communicate(timeout=240)
+        assert process.returncode == 0, stderr[-2000:]
+        assert "resuming from" in stdout
+    report = read_report(model_dir)
+    assert report["resumed_at_step"] == saved and report["steps"] == saved + 40

@@ -17,6 +17,9 @@ from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
 from tfapp import flags as tfapp_flags  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfapp import checkpoints  # noqa: E402
 from tfapp import host_loop  # noqa: E402
 from tfapp import run as run_lib  # noqa: E402
 
@@ -48,6 +51,14 @@ def main(argv):
     except host_loop.NanLossError as error:
         print(f"tfapp-train: error: {error}", file=sys.stderr)
         return 3
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
+        if experiment.strategy.num_replicas_in_sync == 1 or os.environ.get("TFAPP_TRACEBACK"):
+            raise
+        last = checkpoints.latest(experiment.config.model_dir) or "none yet"
+        print(f"tfapp-train: error: lost contact with another worker ({type(error).__name__}: "
+              f"{error.message.splitlines()[0][:200]}); restart every worker with the same command to resume "
+              f"from the last checkpoint ({last})", file=sys.stderr)
+        return 4
     if content.get("status") == "interrupted":
         print(f"{content['signal']}: stopped at step {content['steps']} after saving a checkpoint; resume with the "
               f"same command and --model_dir={content['model_dir']}", flush=True)
