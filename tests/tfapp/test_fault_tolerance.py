@@ -72,15 +72,16 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path, extra):
     assert _metrics(tmp_path / "straight") == _metrics(killed_dir)
 
 
-def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path, signal_name):
     model_dir = tmp_path / "run"
     process = _start(model_dir)
     _wait_for_checkpoint(model_dir, process)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(getattr(signal, signal_name))
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr[-2000:]
     last = stdout.strip().splitlines()[-1]
-    assert last.startswith("SIGTERM: stopped at step ") and f"--model_dir={model_dir}" in last
+    assert last.startswith(f"{signal_name}: stopped at step ") and f"--model_dir={model_dir}" in last
     step = int(last.split("step ")[1].split()[0])
     assert checkpoints.latest(str(model_dir)).endswith(f"ckpt-{step}")
     assert not (model_dir / "report.json").exists()  # not finished: no final report
