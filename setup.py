@@ -28,5 +28,6 @@ setuptools.setup(
         "test": ["pytest>=8,<10", "scikit-learn>=1.5,<2"],
     },
     entry_points={"console_scripts": ["tfapp-train=tfapp.cli.train:run", "tfapp-data=tfapp.cli.data:run",
-                                        "tfapp-predict=tfapp.cli.predict:run"]},
+                                        "tfapp-predict=tfapp.cli.predict:run",
+                                        "tfapp-compare=tfapp.cli.compare:run", "tfapp-sweep=tfapp.cli.sweep:run"]},
 )

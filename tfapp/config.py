@@ -60,6 +60,7 @@ class Config:
     lr_schedule: str = "constant"            # constant | cosine (decay to 0 over train_steps, after warmup)
     warmup_steps: int = 0                    # linear warmup steps of the cosine schedule
     early_stopping_patience: int = 0         # stop after N evaluations without a better main metric; 0 = off
+    target_metric: Optional[float] = None    # report time_to_target_s: when the eval main metric first reaches it
     export: bool = True                      # write a SavedModel under <model_dir>/export/<version>/
 
     def load_options(self):

@@ -86,6 +86,8 @@ def define_flags():
     flags.DEFINE_integer("warmup_steps", 0, "Linear warmup steps for --lr_schedule=cosine.")
     flags.DEFINE_integer("early_stopping_patience", 0, "Stop after N evaluations without improvement of the "
                          "task's main metric (Keras EarlyStopping); 0 = off.")
+    flags.DEFINE_float("target_metric", None, "A value of the task's main eval metric (e.g. 0.97 accuracy, or an "
+                       "MAE to get below); report.json records time_to_target_s and step_to_target when first reached.")
     flags.DEFINE_integer("checkpoint_every", None, "Steps between checkpoints (model, optimizer, step; the input "
                          "position follows from the step). Default: --eval_every.")
     flags.DEFINE_boolean("resume", True, "Continue from the latest checkpoint in --model_dir when there is one; "
@@ -99,6 +101,11 @@ def define_flags():
     flags.DEFINE_boolean("export", True, "Export a SavedModel to <model_dir>/export/<version>/ after training.")
     flags.DEFINE_boolean("smoke", False, "Use the task's smoke size (a few steps on the same data): for tests "
                          "and quick checks.")
+
+
+def train_flag_names():
+    """The names of tfapp-train's own flags (the Config fields and --smoke)."""
+    return [field.name for field in dataclasses.fields(config_lib.Config)] + ["smoke"]
 
 
 def config_from_flags(flag_values=flags.FLAGS):

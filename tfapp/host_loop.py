@@ -37,6 +37,8 @@ class Outcome:
     stopped_early: bool = False
     stopped_by_signal: str = ""   # "SIGTERM" / "SIGINT" when interrupted
     nan_restores: list = dataclasses.field(default_factory=list)  # steps at which a NaN loss was restored
+    time_to_target: float = None  # wall seconds from start until the eval main metric first reached the target
+    step_to_target: int = None
 
     measured_input_wait: bool = True
 
@@ -129,8 +131,14 @@ def _handle_nan(experiment, manager, outcome, step):
     return int(optimizer.iterations.numpy())
 
 
-def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks=()):
-    """Runs the schedule of loops from the optimizer's step; returns an Outcome. Logs rows into `run_log`."""
+def _reached(value, target, mode):
+    return value >= target if mode == "max" else value <= target
+
+
+def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks=(),
+              flops_per_step=None, peak_flops=None):
+    """Runs the schedule of loops from the optimizer's step; returns an Outcome. Logs rows into `run_log`:
+    per loop the train loss/metrics, learning_rate, steps_per_second and (given the FLOPs) mfu."""
     config, optimizer = experiment.config, experiment.optimizer
     callback_list = _callbacks(experiment, callbacks)
     experiment.model.stop_training = False
@@ -156,6 +164,9 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                 iterator = iter(experiment.restart_train_data(step))
                 continue
             train_values["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            train_values["steps_per_second"] = size / elapsed
+            if flops_per_step and peak_flops:
+                train_values["mfu"] = flops_per_step * size / elapsed / peak_flops
             if step == outcome.start_step:
                 outcome.time_to_first_step, outcome.compile_seconds = time.time() - start_time, elapsed
             else:
@@ -164,12 +175,16 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
             step += size
             outcome.steps = step
             run_log.log(step, "train", train_values)
-            progress.update(step, values=[(k, v) for k, v in train_values.items() if k != "learning_rate"],
-                            finalize=False)
+            progress.update(step, values=[(k, v) for k, v in train_values.items()
+                                          if k not in ("learning_rate", "steps_per_second", "mfu")], finalize=False)
             callback_list.on_train_batch_end(step, logs=train_values)
             if step % config.eval_every == 0 or step == config.train_steps:
                 outcome.eval_metrics = trainer.evaluate(experiment.eval_data)
                 run_log.log(step, "eval", outcome.eval_metrics)
+                main = outcome.eval_metrics.get(experiment.task.main_metric)
+                if config.target_metric is not None and outcome.time_to_target is None and main is not None \
+                        and _reached(main, config.target_metric, experiment.task.main_metric_mode):
+                    outcome.time_to_target, outcome.step_to_target = time.time() - start_time, step
                 _print_eval(step, config.train_steps, train_values, outcome.eval_metrics)
                 callback_list.on_epoch_end(epoch, logs={**train_values,
                                                         **{f"val_{k}": v for k, v in outcome.eval_metrics.items()}})
@@ -185,6 +200,9 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
             if experiment.model.stop_training:
                 outcome.stopped_early = step < config.train_steps
                 break
+    if not outcome.eval_metrics and not outcome.stopped_by_signal:
+        # Resumed at the last step (or no evaluation fell inside this session): the final metrics still count.
+        outcome.eval_metrics = trainer.evaluate(experiment.eval_data)
     progress.update(step, finalize=True)
     callback_list.on_train_end()
     return outcome

@@ -54,6 +54,14 @@ class RunLog:
             for name, value in values.items():
                 tf.summary.scalar(name, float(value))
 
+    def log_hparams(self, hparams):
+        """The run's settings for TensorBoard's HParams dashboard (sweeps compare runs there)."""
+        from tensorboard.plugins.hparams import api as hp
+        # At the tensorboard/ root: the HParams view then finds the metrics under the "train"/"eval" groups.
+        with tf.summary.create_file_writer(join(self.model_dir, "tensorboard")).as_default() as writer:
+            hp.hparams({k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str))})
+            writer.flush()
+
     def flush(self):
         """Rewrites metrics.csv with every row so far (gfile cannot append on every filesystem)."""
         buffer = io.StringIO()
@@ -109,6 +117,11 @@ def _flops_per_step(experiment):
     return flops.step_flops(experiment.model, task.loss(), features_spec, labels_spec, replicas)
 
 
+def step_flops_and_peak(experiment):
+    """(flops_per_step, peak_flops_per_second) for the run's model, strategy and precision."""
+    return _flops_per_step(experiment), _peak_flops(experiment, device_description(experiment.strategy))
+
+
 def _peak_flops(experiment, device):
     """Measured matmul peak in the compute dtype; times replicas on GPUs/TPUs (each a device of its own)."""
     dtype = keras.dtype_policies.get(PRECISIONS[experiment.config.mixed_precision]).compute_dtype
@@ -117,13 +130,12 @@ def _peak_flops(experiment, device):
     return per_device * (experiment.strategy.num_replicas_in_sync if accelerators else 1)
 
 
-def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, export_path, wall_time):
+def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, export_path, wall_time,
+                 flops_per_step, peak):
     """The report.json content (keys documented in the README)."""
     config = experiment.config
     speed = outcome.steps_per_second
     device = device_description(experiment.strategy)
-    flops_per_step = _flops_per_step(experiment)
-    peak = _peak_flops(experiment, device)
     achieved = flops_per_step * speed if speed else None
     return {
         "task": experiment.task.name,
@@ -135,6 +147,10 @@ def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, 
         "resumed_from": experiment.resumed_from,
         "resumed_at_step": outcome.start_step,
         "nan_restores": outcome.nan_restores,
+        "main_metric": experiment.task.main_metric,
+        "target_metric": config.target_metric,
+        "time_to_target_s": outcome.time_to_target,
+        "step_to_target": outcome.step_to_target,
         "steps_per_second": speed,
         "examples_per_second": speed * config.batch_size if speed else None,
         "input_wait_fraction": outcome.input_wait_fraction,

@@ -158,8 +158,11 @@ def train(experiment, start_time=None, callbacks=()):
     trainer, steps_per_loop, autotune_record = choose_trainer(experiment)
     start_step = int(experiment.optimizer.iterations.numpy())
     run_log = report.RunLog(write_dir, keep_until=start_step if experiment.resumed_from else None)
+    run_log.log_hparams(dataclasses.asdict(config))
+    flops_per_step, peak = report.step_flops_and_peak(experiment)
     try:
-        outcome = host_loop.run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks)
+        outcome = host_loop.run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks,
+                                      flops_per_step, peak)
     finally:
         run_log.close()
     if outcome.stopped_by_signal:
@@ -173,7 +176,7 @@ def train(experiment, start_time=None, callbacks=()):
     plots.plot_curves(run_log, task.main_metric, report.join(write_dir, "curves.png"),
                       title=f"{task.name} / {config.model} — {strategies.describe(experiment.strategy)}")
     content = report.build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, export_path,
-                                  wall_time=time.time() - start_time)
+                                  wall_time=time.time() - start_time, flops_per_step=flops_per_step, peak=peak)
     report.write_json(report.join(write_dir, "report.json"), content)
     if not experiment.is_chief:
         shutil.rmtree(write_dir, ignore_errors=True)

@@ -1,0 +1,120 @@
+"""Compare finished runs: one table (task, the settings that differ, final metrics, speed, time to target),
+written as CSV, and `comparison.png` with every run's eval curve of the main metric on shared axes.
+
+    tfapp-compare runs/digits-*            # prints the table, writes ./comparison.csv and ./comparison.png
+"""
+import csv
+import io
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfapp import report  # noqa: E402
+
+ALWAYS = ("model", "batch_size", "learning_rate")  # settings shown even when equal across runs
+VARYING_IGNORED = {"model_dir", "seed"}
+
+
+def load_run(run_dir):
+    """report.json plus the eval curve of the main metric; raises ValueError for a run without a report."""
+    path = report.join(run_dir, "report.json")
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f"{run_dir}: no report.json (not finished, or not a tfapp run directory)")
+    with tf.io.gfile.GFile(path) as f:
+        content = json.load(f)
+    metric = content.get("main_metric") or "accuracy"
+    with tf.io.gfile.GFile(report.join(run_dir, "metrics.csv")) as f:
+        curve = [(int(r["step"]), float(r["value"])) for r in csv.DictReader(f)
+                 if r["split"] == "eval" and r["metric"] == metric]
+    return {"dir": run_dir, "name": os.path.basename(run_dir.rstrip("/")), "report": content, "metric": metric,
+            "curve": curve}
+
+
+def _mode(run):
+    return "min" if run["metric"] in ("loss", "mae", "mse", "rmse") else "max"
+
+
+def sort_runs(runs):
+    """Best first by the (shared) main metric."""
+    def key(run):
+        value = run["report"]["final_metrics"].get(run["metric"], float("nan"))
+        return value if _mode(run) == "min" else -value
+    return sorted(runs, key=key)
+
+
+def rows(runs):
+    """Table rows (dicts) with the settings that differ between runs plus ALWAYS."""
+    configs = [run["report"]["config"] for run in runs]
+    varying = [k for k in sorted(configs[0]) if k not in VARYING_IGNORED
+               and len({json.dumps(c.get(k)) for c in configs}) > 1]
+    keys = list(dict.fromkeys([*ALWAYS, *varying]))
+    table = []
+    for run in runs:
+        r = run["report"]
+        row = {"run": run["name"], "task": r["task"], **{k: r["config"].get(k) for k in keys}}
+        row.update({k: round(v, 4) for k, v in r["final_metrics"].items()})
+        row.update({"steps": r["steps"], "steps_per_s": _round(r.get("steps_per_second"), 1),
+                    "mfu": _round(r.get("mfu"), 3), "wall_s": _round(r.get("wall_time_s"), 1),
+                    "time_to_target_s": _round(r.get("time_to_target_s"), 1)})
+        table.append(row)
+    return table
+
+
+def _round(value, digits):
+    return None if value is None else round(value, digits)
+
+
+def format_table(table):
+    columns = list(dict.fromkeys(k for row in table for k in row))
+    cells = [[str(row.get(c, "")) for c in columns] for row in table]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def write_csv(table, path):
+    columns = list(dict.fromkeys(k for row in table for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(buffer.getvalue())
+
+
+def plot(runs, path):
+    """Eval main metric against step, every run on one axes, legend in table order (best first)."""
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for run in runs:
+        if run["curve"]:
+            steps, values = zip(*run["curve"])
+            final = run["report"]["final_metrics"].get(run["metric"])
+            axis.plot(steps, values, marker="o", markersize=3, label=f"{run['name']} ({final:.4f})")
+    metric = runs[0]["metric"]
+    axis.set_xlabel("optimizer step")
+    axis.set_ylabel(f"eval {metric}")
+    axis.set_title(f"{runs[0]['report']['task']}: eval {metric}, best first")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def compare(run_dirs, output_dir="."):
+    """Loads, sorts, prints nothing; writes comparison.csv/.png into output_dir; returns (table, text)."""
+    runs = sort_runs([load_run(d) for d in run_dirs])
+    table = rows(runs)
+    tf.io.gfile.makedirs(output_dir)
+    write_csv(table, report.join(output_dir, "comparison.csv"))
+    plot(runs, report.join(output_dir, "comparison.png"))
+    return table, format_table(table)
