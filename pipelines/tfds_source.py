@@ -65,14 +65,25 @@ def load_tfds(location, options):
         raise DataError(f"--data=tfds:{name}: the dataset has no supervised (input, label) keys; "
                         f"features: {', '.join(info.features.keys())}")
     x_key, y_key = keys[:2]
+    x_feature, y_feature = info.features[x_key], info.features[y_key]
+    x_shape, x_dtype = tuple(x_feature.shape), x_feature.dtype.name
+    # Images of varying size (cats_vs_dogs, …) are resized to image_size × image_size for static batch shapes.
+    resize = len(x_shape) == 3 and None in x_shape[:2]
+    if resize:
+        x_shape, x_dtype = (options.image_size, options.image_size, x_shape[2] or 3), "float32"
+
+    def features(x):
+        return tf.image.resize(tf.cast(x, tf.float32), x_shape[:2]) if resize else x
 
     def make(split):
         return lambda: builder.as_dataset(split=split, shuffle_files=False).map(
-            lambda example: {"x": example[x_key], "y": example[y_key]})
+            lambda example: {"x": features(example[x_key]), "y": example[y_key]},
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-    x_feature, y_feature = info.features[x_key], info.features[y_key]
-    spec = {"features": {"x": (tuple(x_feature.shape), x_feature.dtype.name)},
+    spec = {"features": {"x": (x_shape, x_dtype)},
             "label": (tuple(getattr(y_feature, "shape", ())), y_feature.dtype.name)}
+    if resize:
+        spec["x_max"] = 255.0
     if hasattr(y_feature, "num_classes"):
         spec["num_classes"], spec["label_names"] = y_feature.num_classes, list(y_feature.names)
     num_examples = {k: builder.info.splits[v].num_examples for k, v in split_names.items()}

@@ -138,7 +138,8 @@ def _reached(value, target, mode):
 def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks=(),
               flops_per_step=None, peak_flops=None):
     """Runs the schedule of loops from the optimizer's step; returns an Outcome. Logs rows into `run_log`:
-    per loop the train loss/metrics, learning_rate, steps_per_second and (given the FLOPs) mfu."""
+    per loop the train loss/metrics and learning_rate; steps_per_second and (given the FLOPs) mfu go to
+    TensorBoard only, so metrics.csv stays identical between deterministic runs."""
     config, optimizer = experiment.config, experiment.optimizer
     callback_list = _callbacks(experiment, callbacks)
     experiment.model.stop_training = False
@@ -164,9 +165,9 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                 iterator = iter(experiment.restart_train_data(step))
                 continue
             train_values["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-            train_values["steps_per_second"] = size / elapsed
+            speed = {"steps_per_second": size / elapsed}
             if flops_per_step and peak_flops:
-                train_values["mfu"] = flops_per_step * size / elapsed / peak_flops
+                speed["mfu"] = flops_per_step * size / elapsed / peak_flops
             if step == outcome.start_step:
                 outcome.time_to_first_step, outcome.compile_seconds = time.time() - start_time, elapsed
             else:
@@ -175,8 +176,9 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
             step += size
             outcome.steps = step
             run_log.log(step, "train", train_values)
-            progress.update(step, values=[(k, v) for k, v in train_values.items()
-                                          if k not in ("learning_rate", "steps_per_second", "mfu")], finalize=False)
+            run_log.log(step, "train", speed, csv_too=False)
+            progress.update(step, values=[(k, v) for k, v in train_values.items() if k != "learning_rate"],
+                            finalize=False)
             callback_list.on_train_batch_end(step, logs=train_values)
             if step % config.eval_every == 0 or step == config.train_steps:
                 outcome.eval_metrics = trainer.evaluate(experiment.eval_data)

@@ -47,9 +47,11 @@ class RunLog:
             self._writers[split] = tf.summary.create_file_writer(join(self.model_dir, "tensorboard", split))
         return self._writers[split]
 
-    def log(self, step, split, values):
-        """Records {metric: value} for `split` ("train", "eval") at `step`."""
-        self.rows.extend((int(step), split, name, float(value)) for name, value in values.items())
+    def log(self, step, split, values, csv_too=True):
+        """Records {metric: value} for `split` ("train", "eval") at `step`. `csv_too=False`: TensorBoard only,
+        for timing values (steps/s, MFU) that would make metrics.csv differ between identical runs."""
+        if csv_too:
+            self.rows.extend((int(step), split, name, float(value)) for name, value in values.items())
         with self._writer(split).as_default(step=int(step)):
             for name, value in values.items():
                 tf.summary.scalar(name, float(value))

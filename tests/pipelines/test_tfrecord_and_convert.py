@@ -92,3 +92,35 @@ def test_tfds_round_trip_through_convert(tmp_path):
 def test_tfds_missing_dataset_fails_fast_without_download(tmp_path):
     with pytest.raises(pipelines.DataError, match="not prepared in --data_dir=.* --download is off.*tfds build mnist"):
         pipelines.load("tfds:mnist", data_dir=str(tmp_path))
+
+
+def _store_images(tmp_path, name, x_key, y_key):
+    import tensorflow_datasets as tfds
+    rng = np.random.default_rng(0)
+    sizes = [(20, 30), (40, 24), (33, 33), (25, 50)]
+    rows = [{x_key: rng.integers(0, 255, (h, w, 3), np.uint8), y_key: i % 2} for i, (h, w) in enumerate(sizes)]
+    features = tfds.features.FeaturesDict({x_key: tfds.features.Image(shape=(None, None, 3)),
+                                           y_key: tfds.features.ClassLabel(names=["cat", "dog"])})
+    signature = {x_key: tf.TensorSpec([None, None, 3], tf.uint8), y_key: tf.TensorSpec([], tf.int64)}
+
+    def dataset(part):
+        return tf.data.Dataset.from_generator(lambda: iter(part), output_signature=signature)
+
+    tfds.dataset_builders.store_as_tfds_dataset(name=name, version="1.0.0", features=features,
+                                                data_dir=str(tmp_path),
+                                                split_datasets={"train": dataset(rows[:3]), "test": dataset(rows[3:])})
+
+
+def test_tfds_images_of_varying_size_are_resized(tmp_path):
+    """Like tfds:cats_vs_dogs: an Image feature of unknown height and width, prepared offline in data_dir."""
+    _store_images(tmp_path, "pets_mini", "x", "y")
+    source = pipelines.load("tfds:pets_mini", data_dir=str(tmp_path), image_size=16)
+    assert source.spec["features"]["x"] == ((16, 16, 3), "float32") and source.spec["label_names"] == ["cat", "dog"]
+    shapes = {tuple(r["x"].shape) for s in ("train", "test") for r in _rows(source, s)}
+    assert shapes == {(16, 16, 3)}
+
+
+def test_tfds_without_supervised_keys_is_a_clear_error(tmp_path):
+    _store_images(tmp_path, "pets_raw", "image", "label")
+    with pytest.raises(pipelines.DataError, match="no supervised .input, label. keys; features: image, label"):
+        pipelines.load("tfds:pets_raw", data_dir=str(tmp_path))

@@ -14,17 +14,23 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_workers_report_the_same_final_loss(tmp_path):
-    workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
-    model_dir = str(tmp_path / "run")
+def _start_workers(model_dir, workers, extra):
+    """Two `tfapp-train --strategy=multi_worker` processes on loopback ports, worker 0 the chief."""
     processes = []
     for index in range(2):
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
                "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "tfapp.cli.train", f"--model_dir={model_dir}", "--smoke",
-             "--strategy=multi_worker", "--steps_per_loop=4"],
+            [sys.executable, "-m", "tfapp.cli.train", f"--model_dir={model_dir}", "--strategy=multi_worker",
+             "--steps_per_loop=4", *extra],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return processes
+
+
+def test_two_workers_report_the_same_final_loss(tmp_path):
+    workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    model_dir = str(tmp_path / "run")
+    processes = _start_workers(model_dir, workers, ["--smoke"])
     outputs = []
     try:
         for process in processes:
@@ -42,24 +48,13 @@ def test_two_workers_report_the_same_final_loss(tmp_path):
     assert f"test loss {report['final_metrics']['loss']:.4f}" in outputs[0]
 
 
-def _start_workers(model_dir, workers, extra):
-    processes = []
-    for index in range(2):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-               "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "tfapp.cli.train", f"--model_dir={model_dir}", "--strategy=multi_worker",
-             "--model=mlp", "--steps_per_loop=4", "--checkpoint_every=40", "--eval_every=200", "--noexport", *extra],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    return processes
-
-
 def test_a_killed_worker_ends_the_other_with_a_clear_error_and_both_resume(tmp_path):
     import time
     from tfapp import checkpoints
     model_dir = str(tmp_path / "run")
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
-    chief, other = _start_workers(model_dir, workers, ["--train_steps=100000"])
+    extra = ["--model=mlp", "--checkpoint_every=40", "--eval_every=200", "--noexport"]
+    chief, other = _start_workers(model_dir, workers, [*extra, "--train_steps=100000"])
     try:
         deadline = time.time() + 120
         while not checkpoints.latest(model_dir):
@@ -78,7 +73,7 @@ def test_a_killed_worker_ends_the_other_with_a_clear_error_and_both_resume(tmp_p
             process.communicate()
     saved = int(checkpoints.latest(model_dir).rsplit("-", 1)[1])
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
-    restarted = _start_workers(model_dir, workers, [f"--train_steps={saved + 40}"])
+    restarted = _start_workers(model_dir, workers, [*extra, f"--train_steps={saved + 40}"])
     for process in restarted:
         stdout, stderr = process.communicate(timeout=240)
         assert process.returncode == 0, stderr[-2000:]
