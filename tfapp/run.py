@@ -135,6 +135,9 @@ def choose_trainer(experiment):
     fixed_spl = None if config.steps_per_loop == "auto" else int(config.steps_per_loop)
     if len(jits) == 1 and fixed_spl:
         return make_trainer(jits[0]), fixed_spl, None
+    if config.deterministic:
+        # Measuring runs a time-dependent number of steps: fixed settings keep runs identical.
+        return make_trainer(jits[0]), fixed_spl or 16, {"skipped": "--deterministic: fixed 16 steps per loop"}
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Workers time differently and must not choose differently: fixed, stated choice instead of measuring.
         return make_trainer(False), fixed_spl or 16, {"skipped": "multi-worker: fixed jit_compile=false, 16 steps"}

@@ -90,10 +90,13 @@ def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path, signal_name):
 
 
 def test_deterministic_runs_write_identical_metrics(tmp_path):
+    # auto settings too: under --deterministic they are fixed instead of measured (measuring is time-dependent)
     for name in ("a", "b"):
-        out = run_cli([f"--model_dir={tmp_path / name}", *COMMON, "--train_steps=200"])
+        out = run_cli([f"--model_dir={tmp_path / name}", *COMMON, "--train_steps=200", "--steps_per_loop=auto",
+                       "--jit_compile=auto"])
         assert out.returncode == 0, out.stderr[-2000:]
     assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+    assert read_report(str(tmp_path / "a"))["autotune"] == {"skipped": "--deterministic: fixed 16 steps per loop"}
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
