@@ -97,7 +97,8 @@ def define_flags():
                       "checkpoint, halve the learning rate, at most --max_nan_retries times).")
     flags.DEFINE_integer("max_nan_retries", 3, "Restores allowed by --on_nan=restore.")
     flags.DEFINE_boolean("deterministic", False, "Op determinism (tf.config.experimental.enable_op_determinism): "
-                         "the same seed gives identical metrics.csv and checkpoints; XLA off unless --jit_compile=true.")
+                         "the same seed gives identical metrics.csv and checkpoints; auto settings are fixed, not measured "
+                         "(XLA off unless --jit_compile=true, 16 steps per loop).")
     flags.DEFINE_boolean("export", True, "Export a SavedModel to <model_dir>/export/<version>/ after training.")
     flags.DEFINE_boolean("smoke", False, "Use the task's smoke size (a few steps on the same data): for tests "
                          "and quick checks.")
