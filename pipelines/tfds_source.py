@@ -63,7 +63,7 @@ def load_tfds(location, options):
         keys = ("x", "y")  # written by tfapp-data convert
     if keys is None:
         raise DataError(f"--data=tfds:{name}: the dataset has no supervised (input, label) keys; "
-                        f"features: {', '.join(info.features.keys())}")
+                        f"features: {', '.join(sorted(info.features.keys()))}")
     x_key, y_key = keys[:2]
     x_feature, y_feature = info.features[x_key], info.features[y_key]
     x_shape, x_dtype = tuple(x_feature.shape), x_feature.dtype.name
