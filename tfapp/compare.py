@@ -8,13 +8,10 @@ import io
 import json
 import os
 
-import matplotlib
+import matplotlib.pyplot as plt
+import tensorflow as tf
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from tfapp import report  # noqa: E402
+from tfapp import plots, report  # plots sets the Agg backend
 
 ALWAYS = ("model", "batch_size", "learning_rate")  # settings shown even when equal across runs
 VARYING_IGNORED = {"model_dir", "seed"}
@@ -102,12 +99,7 @@ def plot(runs, path):
     axis.set_title(f"{runs[0]['report']['task']}: eval {metric}, best first")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())
+    plots.save_figure(figure, path)
 
 
 def compare(run_dirs, output_dir="."):

@@ -27,6 +27,11 @@ def plot_curves(run_log, main_metric, path, title):
         axis.legend()
     axes[0].set_yscale("log")
     figure.suptitle(title)
+    save_figure(figure, path)
+
+
+def save_figure(figure, path):
+    """Writes a matplotlib figure as PNG through tf.io.gfile (gs://, ram:// work) and closes it."""
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)

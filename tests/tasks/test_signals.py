@@ -25,3 +25,13 @@ def test_smoke_each_model(tmp_path):
                                            strategy="default", export=False,
                                            model_dir=str(tmp_path / model)).resolved(smoke=True))
         assert report["steps"] == 20
+
+
+def test_serving_takes_raw_sequences():
+    import numpy as np
+    from tfapp import tasks
+    task = tasks.get_task("signal_classification")
+    spec = {"features": {"x": ((32,), "float32")}, "num_classes": 3, "signal_stats": [0.0, 1.0]}
+    for name in task.models:
+        outputs = task.serving(task.models[name](None, spec))["serving_default"](np.zeros((4, 32), "float32"))
+        assert outputs["class_id"].shape == (4,) and outputs["probabilities"].shape == (4, 3)

@@ -7,7 +7,7 @@ Raw inputs are 8×8 grey levels 0–16; scaling happens inside the model, so the
 import keras
 import tensorflow as tf
 
-from tfapp.tasks.task import Task
+from tfapp.tasks.task import Task, class_outputs
 
 PIXEL_MAX = 16.0  # sklearn digits grey levels run 0..16
 
@@ -62,9 +62,7 @@ def serving(model):
 
     @tf.function(input_signature=[tf.TensorSpec([None, height, width], tf.float32, name="pixels")])
     def serve(pixels):
-        logits = model(pixels[..., None], training=False)
-        return {"class_id": tf.argmax(logits, axis=-1, output_type=tf.int32),
-                "probabilities": tf.nn.softmax(logits)}
+        return class_outputs(model(pixels[..., None], training=False))
 
     return {"serving_default": serve}
 

@@ -10,7 +10,7 @@ Pixel scaling happens inside the model (raw 0..max values in, `spec["x_max"]`), 
 import keras
 import tensorflow as tf
 
-from tfapp.tasks.task import Task
+from tfapp.tasks.task import Task, class_outputs
 
 
 def preprocess(example):
@@ -119,8 +119,7 @@ def serve_pixels(model):
 
     @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.float32, name="pixels")])
     def serve(pixels):
-        logits = model(pixels, training=False)
-        return {"class_id": tf.argmax(logits, -1, output_type=tf.int32), "probabilities": tf.nn.softmax(logits)}
+        return class_outputs(model(pixels, training=False))
 
     @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.float32, name="pixels")])
     def logits(pixels):
@@ -141,8 +140,7 @@ def serve_encoded(model):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve(image_bytes):
         pixels = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([height, width, channels]))
-        logits = model(pixels, training=False)
-        return {"class_id": tf.argmax(logits, -1, output_type=tf.int32), "probabilities": tf.nn.softmax(logits)}
+        return class_outputs(model(pixels, training=False))
 
     return {"serving_default": serve, **{k: v for k, v in serve_pixels(model).items() if k != "serving_default"}}
 

@@ -8,7 +8,7 @@ the model with the train split's overall mean/variance. Models: MLP on the flatt
 import keras
 import tensorflow as tf
 
-from tfapp.tasks.task import Task
+from tfapp.tasks.task import Task, class_outputs
 
 
 def preprocess(batch):
@@ -62,8 +62,7 @@ def serving(model):
 
     @tf.function(input_signature=[tf.TensorSpec([None, *shape[:-1]], tf.float32, name="signal")])
     def serve(signal):
-        logits = model(signal[..., None] if shape[-1] == 1 else signal, training=False)
-        return {"class_id": tf.argmax(logits, -1, output_type=tf.int32), "probabilities": tf.nn.softmax(logits)}
+        return class_outputs(model(signal[..., None] if shape[-1] == 1 else signal, training=False))
 
     return {"serving_default": serve}
 

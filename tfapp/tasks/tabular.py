@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfapp.tasks.task import Task
+from tfapp.tasks.task import Task, class_outputs
 
 
 def column_name(name):
@@ -108,8 +108,7 @@ def serve_regression(model):
 
 def serve_classification(model):
     """serving_default: one tensor per column [batch] -> class_id, probabilities."""
-    return _serve(model, lambda logits: {"class_id": tf.argmax(logits, -1, output_type=tf.int32),
-                                         "probabilities": tf.nn.softmax(logits)})
+    return _serve(model, class_outputs)
 
 
 REGRESSION = Task(

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any, Callable, Mapping
 
 import keras
+import tensorflow as tf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,3 +29,8 @@ class Task:
     @property
     def default_model(self):
         return next(iter(self.models))
+
+
+def class_outputs(logits):
+    """Serving outputs of a classifier: {"class_id": int32 [batch], "probabilities": softmax [batch, classes]}."""
+    return {"class_id": tf.argmax(logits, axis=-1, output_type=tf.int32), "probabilities": tf.nn.softmax(logits)}
