@@ -10,7 +10,7 @@ setuptools.setup(
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["tfapp", "tfapp.*", "pipelines", "pipelines.*",
                                                "strategies", "strategies.*"]),
-    package_data={"pipelines": ["data/*.npz", "data/*.csv", "data/README.md"]},
+    package_data={"pipelines": ["data/*.npz", "data/*.csv", "data/*.tsv", "data/*.conll", "data/README.md"]},
     # Ranges tested together (Python 3.11, 2026-11): TF 2.21.0, Keras 3.15.1, TFDS 4.9.10, absl 2.5.1,
     # matplotlib 3.11.2, TensorBoard 2.21. On TPU VMs install tensorflow-tpu pinned to its last release instead.
     install_requires=[
@@ -28,6 +28,6 @@ setuptools.setup(
         "test": ["pytest>=8,<10", "scikit-learn>=1.5,<2"],
     },
     entry_points={"console_scripts": ["tfapp-train=tfapp.cli.train:run", "tfapp-data=tfapp.cli.data:run",
-                                        "tfapp-predict=tfapp.cli.predict:run",
+                                        "tfapp-predict=tfapp.cli.predict:run", "tfapp-export=tfapp.cli.export:run",
                                         "tfapp-compare=tfapp.cli.compare:run", "tfapp-sweep=tfapp.cli.sweep:run"]},
 )

@@ -52,13 +52,14 @@ def pipeline_speed(flags, seconds):
     from absl import flags as absl_flags
     import pipelines
     from tfapp import flags as tfapp_flags
-    from tfapp import tasks
+    from tfapp import run, tasks
     tfapp_flags.define_flags()
     absl_flags.FLAGS(["pipeline_speed", *flags])
     config = tfapp_flags.config_from_flags()
-    task = tasks.get_task(config.task)
-    source = pipelines.load(config.data, config.load_options())
-    dataset = pipelines.train_dataset(source.splits["train"], task.preprocess, config.batch_size, config.seed,
+    task = tasks.get_task(config.task).for_model(config.model)
+    source = run.load_source(config, task)
+    dataset = pipelines.train_dataset(source.splits["train"], task.preprocessor(source.spec), config.batch_size,
+                                      config.seed,
                                       cache=config.cache, vectorized=task.vectorized_preprocess,
                                       arrays=(source.arrays or {}).get("train"))
     iterator = iter(dataset)

@@ -2,6 +2,8 @@
 
     tfapp-train --task=regression --data=csv:houses.csv --label_column=price
 
+With `--time_column`/`--value_column` the file is a time series instead, cut into windows (`pipelines/series.py`).
+
 Column types: a column is numeric when every non-missing value parses as a number, else categorical (strings).
 Missing values: numeric cells that are empty, `NA`, `N/A`, `NaN` or `null` become the column's mean over all rows
 (a column with no value at all is an error); categorical missing cells become the category "" (their own).
@@ -65,6 +67,9 @@ def _column(path, name, cells):
 
 
 def load_csv(location, options):
+    if options.value_column or options.time_column:
+        from pipelines import series  # a time series, windowed: see series.py
+        return series.load_series(location, options)
     header, body = _read_rows(location)
     if not options.label_column:
         raise DataError(f"--label_column is required for csv:{location}; columns: {', '.join(header)}")

@@ -24,6 +24,10 @@ class LoadOptions:
     image_channels: Optional[int] = None  # images: 1, 3 or 4; None = all files must agree
     strict: bool = False                # images: an unreadable file is an error instead of skipped
     feature_spec: Optional[str] = None  # TFRecord: JSON {name: {"dtype", "shape", "encoding"}}
+    time_column: Optional[str] = None   # CSV series: the time column (with value_column: windows, see series.py)
+    value_column: Optional[str] = None  # CSV series: the values to forecast
+    window: Optional[int] = None        # series: past values per example
+    horizon: Optional[int] = None       # series: future values to predict per example
 
 
 @dataclasses.dataclass(frozen=True)

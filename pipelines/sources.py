@@ -12,17 +12,29 @@ import importlib.resources
 from pipelines import csv_source, images, npz, text, tfds_source, tfrecord
 from pipelines.source import DataError, LoadOptions
 
-# name -> file in pipelines/data (see its README for source and licence)
-EMBEDDED = {"digits": "digits.npz", "diabetes": "diabetes.csv", "breast_cancer": "breast_cancer.csv"}
+# name -> (file in pipelines/data, default read options); sources and licences in pipelines/data/README.md
+EMBEDDED = {
+    "digits": ("digits.npz", {}),
+    "diabetes": ("diabetes.csv", {"label_column": "target"}),
+    "breast_cancer": ("breast_cancer.csv", {"label_column": "target"}),
+    "co2": ("co2.csv", {"time_column": "month", "value_column": "co2"}),
+    "stdlib_docs": ("stdlib_docs.tsv", {}),
+    "ner_sample": ("ner_sample.conll", {}),
+}
 
 
 def load_embedded(location, options):
     if location not in EMBEDDED:
         raise DataError(f"--data=embedded:{location}: unknown embedded dataset; valid: {', '.join(sorted(EMBEDDED))}")
-    path = str(importlib.resources.files("pipelines") / "data" / EMBEDDED[location])
+    filename, defaults = EMBEDDED[location]
+    path = str(importlib.resources.files("pipelines") / "data" / filename)
+    options = dataclasses.replace(options, **{k: getattr(options, k) or v for k, v in defaults.items()})
     if path.endswith(".csv"):
-        options = dataclasses.replace(options, label_column=options.label_column or "target")
         return csv_source.load_csv(path, options)
+    if path.endswith(".tsv"):
+        return text.load_text(path, options)
+    if path.endswith(".conll"):
+        return text.load_conll(path, options)
     return npz.from_npz_content(f"embedded:{location}", npz.read_npz(path), options)
 
 

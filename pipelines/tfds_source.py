@@ -6,8 +6,9 @@
 With `download` off (the default) a dataset that is not prepared in data_dir fails at once with the way to
 prepare it, instead of TFDS hanging on an offline machine. Datasets written by `tfapp-data convert
 --format=tfds` (or `tfds.dataset_builders.store_as_tfds_dataset`) are found in data_dir by name too.
-Examples become {"x", "y"} from the dataset's supervised keys; `train`/`test` splits are used when present,
-else `train` is cut at 1 − test_fraction (TFDS split slicing: deterministic, not seeded).
+Examples become {"x", "y"} from the dataset's supervised keys, or, for datasets of named features without
+them (movielens), x = a dict of the scalar features and y = `--label_column`. `train`/`test` splits are used
+when present, else `train` is cut at 1 − test_fraction (TFDS split slicing: deterministic, not seeded).
 """
 import os
 
@@ -61,9 +62,11 @@ def load_tfds(location, options):
     keys = info.supervised_keys
     if keys is None and {"x", "y"} <= set(info.features.keys()):
         keys = ("x", "y")  # written by tfapp-data convert
+    if keys is None and options.label_column:
+        return _columns_source(location, builder, split_names, options.label_column)
     if keys is None:
-        raise DataError(f"--data=tfds:{name}: the dataset has no supervised (input, label) keys; "
-                        f"features: {', '.join(sorted(info.features.keys()))}")
+        raise DataError(f"--data=tfds:{name}: the dataset has no supervised (input, label) keys; name the label "
+                        f"with --label_column; features: {', '.join(sorted(info.features.keys()))}")
     x_key, y_key = keys[:2]
     x_feature, y_feature = info.features[x_key], info.features[y_key]
     x_shape, x_dtype = tuple(x_feature.shape), x_feature.dtype.name
@@ -86,5 +89,29 @@ def load_tfds(location, options):
         spec["x_max"] = 255.0
     if hasattr(y_feature, "num_classes"):
         spec["num_classes"], spec["label_names"] = y_feature.num_classes, list(y_feature.names)
+    num_examples = {k: builder.info.splits[v].num_examples for k, v in split_names.items()}
+    return Source(f"tfds:{location}", {k: make(v) for k, v in split_names.items()}, num_examples, spec)
+
+
+def _columns_source(location, builder, split_names, label_column):
+    """A dataset of named scalar features (movielens, …): x = every other scalar feature as a dict, y = label."""
+    features = builder.info.features
+    if label_column not in features:
+        raise DataError(f"--data=tfds:{location}: --label_column={label_column!r} is not a feature; "
+                        f"features: {', '.join(sorted(features.keys()))}")
+    columns = sorted(k for k in features.keys() if k != label_column and tuple(features[k].shape) == ())
+
+    def make(split):
+        return lambda: builder.as_dataset(split=split, shuffle_files=False).map(
+            lambda example: {"x": {k: example[k] for k in columns}, "y": example[label_column]},
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def dtype(feature):
+        name = getattr(feature.dtype, "name", str(feature.dtype))
+        return "string" if name in ("string", "object", "str") else name
+
+    spec = {"features": {k: ((), dtype(features[k])) for k in columns},
+            "label": (tuple(features[label_column].shape), dtype(features[label_column])),
+            "label_column": label_column}
     num_examples = {k: builder.info.splits[v].num_examples for k, v in split_names.items()}
     return Source(f"tfds:{location}", {k: make(v) for k, v in split_names.items()}, num_examples, spec)

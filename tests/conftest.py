@@ -18,6 +18,27 @@ def run_cli(args, module="tfapp.cli.train", timeout=300, env=None):
                           timeout=timeout, env=full_env)
 
 
+SERVE_CODE = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+inputs = json.loads(sys.stdin.read())
+loaded = tf.saved_model.load(sys.argv[1])
+out = loaded.signatures[sys.argv[2]](**{k: tf.constant(v) for k, v in inputs.items()})
+assert not {"tfapp", "pipelines", "strategies"} & set(sys.modules), "only TensorFlow may be imported"
+print(json.dumps({k: (v.numpy().astype(str) if v.dtype == tf.string else v.numpy()).tolist() for k, v in out.items()}))
+"""
+
+
+def serve_in_clean_process(export_path, inputs, signature="serving_default"):
+    """Calls a signature of an export in a new process that imports only TensorFlow; returns its outputs
+    as lists (strings decoded). `inputs`: {input name: JSON-able nested list}."""
+    out = subprocess.run([sys.executable, "-c", SERVE_CODE, export_path, signature], input=json.dumps(inputs),
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def read_report(model_dir):
     with open(os.path.join(model_dir, "report.json")) as f:
         return json.load(f)

@@ -36,6 +36,15 @@ class Config:
     image_channels: Optional[int] = None     # images: convert to 1/3/4 channels; None = files must agree
     strict: bool = False                     # images: unreadable file = error instead of skipped
     feature_spec: Optional[str] = None       # tfrecord: JSON feature spec when no spec.json is beside the shards
+    time_column: Optional[str] = None        # csv series (forecasting): the time column
+    value_column: Optional[str] = None       # csv series: the column to forecast
+    window: Optional[int] = None             # forecasting: past values per example
+    horizon: Optional[int] = None            # forecasting: future values predicted per example
+    season: Optional[int] = None             # forecasting: season length of the seasonal-naive baseline
+    vocab_size: int = 20000                  # text tasks: vocabulary size (most frequent words) incl. padding/OOV
+    sequence_length: Optional[int] = None    # text tasks: tokens per example; None -> measured on train (p95)
+    user_column: Optional[str] = None        # recommendation: the user id column
+    item_column: Optional[str] = None        # recommendation: the item id column
     cache: str = "memory"                    # training examples: memory | none | file path prefix
     augment: bool = False                    # image tasks: random flip + pad-and-crop on training images
     weights: Optional[str] = None            # local Keras Applications weights file (--model=transfer)
@@ -62,6 +71,7 @@ class Config:
     early_stopping_patience: int = 0         # stop after N evaluations without a better main metric; 0 = off
     target_metric: Optional[float] = None    # report time_to_target_s: when the eval main metric first reaches it
     export: bool = True                      # write a SavedModel under <model_dir>/export/<version>/
+    tflite: bool = False                     # also convert serving_default to <version>/model.tflite
 
     def load_options(self):
         """The pipelines.LoadOptions part of this config."""
@@ -126,5 +136,10 @@ class Config:
             raise ConfigError(f"--image_size must be >= 1, got {self.image_size}")
         if self.num_cpu_devices is not None and self.num_cpu_devices < 1:
             raise ConfigError(f"--num_cpu_devices must be >= 1, got {self.num_cpu_devices}")
+        for name in ("window", "horizon", "season", "sequence_length"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        if self.vocab_size < 3:
+            raise ConfigError(f"--vocab_size must be >= 3 (padding, unknown and one word), got {self.vocab_size}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"--test_fraction must be in (0, 1), got {self.test_fraction}")

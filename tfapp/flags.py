@@ -37,6 +37,11 @@ def define_data_flags():
     flags.DEFINE_boolean("strict", False, "images: an unreadable file is an error instead of being skipped.")
     flags.DEFINE_string("feature_spec", None, "tfrecord: JSON {name: {dtype, shape, encoding}} for 'x' and 'y' "
                         "when no spec.json lies beside the shards.")
+    flags.DEFINE_string("time_column", None, "csv: a time series' time column (rows are sorted by it); with "
+                        "--value_column the file is cut into --window -> --horizon examples (forecasting).")
+    flags.DEFINE_string("value_column", None, "csv: the time series' values to forecast.")
+    flags.DEFINE_integer("window", None, "Forecasting: past values per example. Default: per task (24).")
+    flags.DEFINE_integer("horizon", None, "Forecasting: future values predicted per example. Default: 1.")
 
 
 def load_options_from_flags(flag_values=flags.FLAGS):
@@ -55,6 +60,14 @@ def define_flags():
                          "images in the pipeline (eval is never augmented).")
     flags.DEFINE_string("weights", None, "Local Keras Applications weights file for --model=transfer "
                         "(image_folder: MobileNetV2 'no top' .h5); nothing is downloaded.")
+    flags.DEFINE_integer("season", None, "Forecasting: season length (in steps) of the seasonal-naive baseline, "
+                         "e.g. 12 for monthly data. Default: per task (12).")
+    flags.DEFINE_integer("vocab_size", 20000, "Text tasks: vocabulary size (the most frequent training words, "
+                         "counting padding and unknown).")
+    flags.DEFINE_integer("sequence_length", None, "Text tasks: tokens per example (pad/truncate). Default: the "
+                         "95th percentile of training lengths, rounded up to a multiple of 8.")
+    flags.DEFINE_string("user_column", None, "Recommendation: the user id column. Default: per task (user_id).")
+    flags.DEFINE_string("item_column", None, "Recommendation: the item id column. Default: per task (item_id).")
     flags.DEFINE_string("cache", "memory", "Cache decoded training examples: memory, none, or a file path prefix.")
     flags.DEFINE_string("model_dir", None, "Run directory (local, gs://, …): checkpoints, metrics.csv, curves.png, "
                         "report.json, TensorBoard, export/. Must be new or empty. Default: runs/<task>-<timestamp>.")
@@ -100,6 +113,8 @@ def define_flags():
                          "the same seed gives identical metrics.csv and checkpoints; auto settings are fixed, not measured "
                          "(XLA off unless --jit_compile=true, 16 steps per loop).")
     flags.DEFINE_boolean("export", True, "Export a SavedModel to <model_dir>/export/<version>/ after training.")
+    flags.DEFINE_boolean("tflite", False, "With --export: also convert serving_default to "
+                         "<model_dir>/export/<version>/model.tflite (TFLite/LiteRT).")
     flags.DEFINE_boolean("smoke", False, "Use the task's smoke size (a few steps on the same data): for tests "
                          "and quick checks.")
 

@@ -8,8 +8,10 @@ gradients, BiasAdd, element-wise math), times the number of replicas. The optimi
 The peak is a bounded square-matmul measurement on the first compute device, cached per machine and dtype in
 `~/.cache/tfapp/peak_flops.json` (delete it to re-measure).
 """
+import contextlib
 import json
 import os
+import sys
 import time
 
 import tensorflow as tf
@@ -31,9 +33,24 @@ def step_flops(model, loss_fn, features_spec, labels_spec, num_replicas=1):
     logger, level = tf.get_logger(), tf.get_logger().level
     logger.setLevel("ERROR")  # the v1 profiler warns that it is a v1 API on every call
     try:
-        return float(tf.compat.v1.profiler.profile(graph, options=options).total_float_ops) * num_replicas
+        with _native_stdout_silenced():  # "N ops no flops stats due to incomplete shapes." (recurrent layers)
+            return float(tf.compat.v1.profiler.profile(graph, options=options).total_float_ops) * num_replicas
     finally:
         logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _native_stdout_silenced():
+    """Points file descriptor 1 at /dev/null meanwhile: the profiler's C++ code prints there directly."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _measure_peak(dtype, size, seconds):

@@ -14,6 +14,7 @@ import math
 import signal
 import sys
 import time
+from typing import Optional
 
 import keras
 
@@ -29,6 +30,7 @@ class Outcome:
     start_step: int = 0
     steps: int = 0
     eval_metrics: dict = dataclasses.field(default_factory=dict)
+    baselines: Optional[dict] = None      # the task's simple references on the test split (majority class, …)
     time_to_first_step: float = 0.0
     compile_seconds: float = 0.0
     timed_steps: int = 0          # steps after the first loop (which carries tracing/compilation)

@@ -115,7 +115,8 @@ def _flops_per_step(experiment):
     replicas = strategy.num_replicas_in_sync
     context = tf.distribute.InputContext(num_replicas_in_sync=replicas)
     features_spec, labels_spec = pipelines.train_dataset(
-        experiment.source.splits["train"], task.preprocess, config.batch_size, config.seed, context).element_spec
+        experiment.source.splits["train"], task.preprocessor(experiment.source.spec), config.batch_size, config.seed,
+        context, vectorized=task.vectorized_preprocess).element_spec
     return flops.step_flops(experiment.model, task.loss(), features_spec, labels_spec, replicas)
 
 
@@ -143,6 +144,7 @@ def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, 
         "task": experiment.task.name,
         "config": dataclasses.asdict(config),
         "final_metrics": outcome.eval_metrics,
+        "baselines": outcome.baselines,
         "steps": outcome.steps,
         "stopped_early": outcome.stopped_early,
         "status": "finished",

@@ -9,6 +9,7 @@ On multi-worker runs only the chief writes into model_dir; the other workers wri
 """
 import dataclasses
 import shutil
+import sys
 import tempfile
 import time
 from typing import Any
@@ -64,6 +65,15 @@ def build_optimizer(config):
     return optimizer
 
 
+def load_source(config, task):
+    """The run's data source; a task's preprocessing state (vocabularies) is fitted once on the train split here
+    and kept in the spec, from which the pipeline, the model and the export all read it."""
+    source = pipelines.load(config.data, config.load_options())
+    if task.adapt:
+        source = dataclasses.replace(source, spec={**source.spec, **task.adapt(source, config)})
+    return source
+
+
 def build_model(config, task, spec):
     """The task's model under the configured dtype policy (the global policy is restored afterwards)."""
     previous = keras.config.dtype_policy()
@@ -77,7 +87,7 @@ def build_model(config, task, spec):
 def prepare(config):
     """Builds strategy, data and model for a resolved Config (resuming from model_dir's checkpoint when there is
     one); raises ValueError subclasses on bad input and writes nothing."""
-    task = tasks.get_task(config.task)
+    task = tasks.get_task(config.task).for_model(config.model)
     strategy = strategies.get_strategy(config.strategy, tpu=config.tpu, num_cpu_devices=config.num_cpu_devices)
     is_chief = strategies.is_chief(strategy)
     model_dir, resuming = checkpoints.resolve_model_dir(config.model_dir, config.resume)
@@ -90,13 +100,14 @@ def prepare(config):
         raise ConfigError(f"--batch_size={config.batch_size} (global) is not divisible by "
                           f"{strategy.num_replicas_in_sync} replicas")
     check_jit_compile(config.jit_compile, strategy)
-    source = pipelines.load(config.data, config.load_options())
+    source = load_source(config, task)
     keras.utils.set_random_seed(config.seed)
-    train_preprocess = task.preprocess
+    preprocess = task.preprocessor(source.spec)
+    train_preprocess = preprocess
     if config.augment:
         if len(source.spec["features"].get("x", ((),))[0]) not in (2, 3) or "num_classes" not in source.spec:
             raise ConfigError(f"--augment: only image tasks can be augmented, not {task.name} on {config.data}")
-        train_preprocess = pipelines.augment.augment(task.preprocess, config.seed)
+        train_preprocess = pipelines.augment.augment(preprocess, config.seed)
 
     def make_train_data(skip_steps):
         return strategy.distribute_datasets_from_function(lambda context: pipelines.train_dataset(
@@ -104,7 +115,7 @@ def prepare(config):
             vectorized=task.vectorized_preprocess, arrays=(source.arrays or {}).get("train"), skip_steps=skip_steps))
 
     eval_data = strategy.distribute_datasets_from_function(lambda context: pipelines.eval_dataset(
-        source.splits["test"], task.preprocess, config.batch_size, source.num_examples["test"], context,
+        source.splits["test"], preprocess, config.batch_size, source.num_examples["test"], context,
         vectorized=task.vectorized_preprocess))
     with strategy.scope():
         model = build_model(config, task, source.spec)
@@ -148,6 +159,16 @@ def choose_trainer(experiment):
     return result.trainer, result.steps_per_loop, result.to_json()
 
 
+def extra_metrics(experiment, outcome):
+    """Adds the task's whole-test-set metrics (entity F1, recall@k) to the final metrics, and its baselines."""
+    task, source, config = experiment.task, experiment.source, experiment.config
+    outcome.baselines = task.baselines(source, config) if task.baselines else None
+    if task.evaluate_extra and outcome.eval_metrics is not None:
+        batches = pipelines.eval_dataset(source.splits["test"], task.preprocessor(source.spec), config.batch_size,
+                                         source.num_examples["test"], vectorized=task.vectorized_preprocess)
+        outcome.eval_metrics.update(task.evaluate_extra(experiment.model, source, batches))
+
+
 def train(experiment, start_time=None, callbacks=()):
     """Trains, evaluates, records and exports; returns the report dict (also written to report.json).
 
@@ -171,15 +192,23 @@ def train(experiment, start_time=None, callbacks=()):
     if outcome.stopped_by_signal:
         return {"status": "interrupted", "signal": outcome.stopped_by_signal, "steps": outcome.steps,
                 "model_dir": config.model_dir, "task": task.name}
-    export_path = None
+    extra_metrics(experiment, outcome)
+    export_path = tflite = None
     if config.export:
         export_path = export.export_saved_model(
             experiment.model, lambda: task.models[config.model](config, experiment.source.spec), task.serving,
-            report.join(write_dir, "export"))
+            report.join(write_dir, "export"), experiment.source.spec)
+        if config.tflite:
+            try:
+                tflite = export.export_tflite(export_path)
+            except export.TFLiteError as error:  # the run and its SavedModel stand; say why there is no .tflite
+                print(f"tfapp-train: warning: {error}", file=sys.stderr)
+                tflite = f"not written: {error}"
     plots.plot_curves(run_log, task.main_metric, report.join(write_dir, "curves.png"),
                       title=f"{task.name} / {config.model} — {strategies.describe(experiment.strategy)}")
     content = report.build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, export_path,
                                   wall_time=time.time() - start_time, flops_per_step=flops_per_step, peak=peak)
+    content["tflite"] = tflite  # path of model.tflite, "not written: why", or None without --tflite
     report.write_json(report.join(write_dir, "report.json"), content)
     if not experiment.is_chief:
         shutil.rmtree(write_dir, ignore_errors=True)

@@ -68,7 +68,7 @@ def test_missing_and_corrupt_files(tmp_path):
 @pytest.mark.parametrize("data, message", [
     ("digits", "expected KIND:LOCATION"),
     ("csvx:/a", "unknown kind 'csvx'; valid: embedded, npz, csv, images"),
-    ("embedded:iris", "unknown embedded dataset; valid: breast_cancer, diabetes, digits"),
+    ("embedded:iris", "unknown embedded dataset; valid: breast_cancer, co2, diabetes, digits, ner_sample"),
 ])
 def test_bad_data_flag(data, message):
     with pytest.raises(pipelines.DataError, match=message):

@@ -122,5 +122,6 @@ def test_tfds_images_of_varying_size_are_resized(tmp_path):
 
 def test_tfds_without_supervised_keys_is_a_clear_error(tmp_path):
     _store_images(tmp_path, "pets_raw", "image", "label")
-    with pytest.raises(pipelines.DataError, match="no supervised .input, label. keys; features: image, label"):
+    with pytest.raises(pipelines.DataError,
+                       match="no supervised .input, label. keys; name the label with --label_column; features: image, label"):
         pipelines.load("tfds:pets_raw", data_dir=str(tmp_path))

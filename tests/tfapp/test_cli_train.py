@@ -59,7 +59,7 @@ def test_smoke_run_with_uneven_loops(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--task=nope"], "--task: unknown task 'nope'; valid: classification, digits, image_classification"),
+    (["--task=nope"], "--task: unknown task 'nope'; valid: classification, digits, forecasting, image_classification"),
     (["--train_steps=-3"], "--train_steps must be a positive integer, got -3"),
     (["--batch_size=63", "--strategy=mirrored", "--num_cpu_devices=2"],
      "--batch_size=63 (global) is not divisible by 2 replicas"),

@@ -23,7 +23,7 @@ def test_explicit_values_win_over_defaults_but_smoke_sizes_win_over_both():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"task": "nope"}, "--task: unknown task 'nope'; valid: classification, digits, image_classification"),
+    ({"task": "nope"}, "--task: unknown task 'nope'; valid: classification, digits, forecasting, image_classification"),
     ({"model": "resnet"}, "--model: unknown model 'resnet' for task 'digits'; valid: cnn, mlp"),
     ({"train_steps": -5}, "--train_steps must be a positive integer, got -5"),
     ({"batch_size": 0}, "--batch_size must be a positive integer, got 0"),

@@ -39,6 +39,7 @@ def main(argv):
         if FLAGS.parallel < 1:
             raise ValueError(f"--parallel must be >= 1, got {FLAGS.parallel}")
         task = tasks.get_task(FLAGS.task)
+        task = task.for_model(FLAGS.model or task.default_model)
     except ValueError as error:
         print(f"tfapp-sweep: error: {error}", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
     python -c "from tfapp import tasks; print(sorted(tasks.TASKS))"
 """
-from tfapp.tasks import digits, images, signals, tabular
+from tfapp.tasks import digits, forecasting, images, ner, recommendation, signals, tabular, text
 from tfapp.tasks.task import Task
 
 TASKS = {
@@ -12,6 +12,10 @@ TASKS = {
     "regression": tabular.REGRESSION,
     "classification": tabular.CLASSIFICATION,
     "signal_classification": signals.TASK,
+    "text_classification": text.TASK,
+    "token_classification": ner.TASK,
+    "forecasting": forecasting.TASK,
+    "recommendation": recommendation.TASK,
 }
 
 

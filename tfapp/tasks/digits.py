@@ -56,15 +56,20 @@ def metrics():
     return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
 
-def serving(model):
-    """serving_default: float32 pixels [batch, 8, 8] (grey levels 0–16) -> class_id, probabilities."""
+def serving(model, spec=None):
+    """serving_default: float32 pixels [batch, 8, 8] (grey levels 0–16) -> class_id, probabilities;
+    predict_logits: the same pixels -> logits."""
     height, width = model.input_shape[1:3]
 
     @tf.function(input_signature=[tf.TensorSpec([None, height, width], tf.float32, name="pixels")])
     def serve(pixels):
         return class_outputs(model(pixels[..., None], training=False))
 
-    return {"serving_default": serve}
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width], tf.float32, name="pixels")])
+    def logits(pixels):
+        return {"logits": model(pixels[..., None], training=False)}
+
+    return {"serving_default": serve, "predict_logits": logits}
 
 
 TASK = Task(

@@ -113,7 +113,7 @@ def metrics():
     return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
 
-def serve_pixels(model):
+def serve_pixels(model, spec=None):
     """serving_default: raw pixels float32 [batch, H, W(, C)] -> class_id, probabilities."""
     shape = model.input_shape[1:]
 
@@ -128,7 +128,7 @@ def serve_pixels(model):
     return {"serving_default": serve, "predict_logits": logits}
 
 
-def serve_encoded(model):
+def serve_encoded(model, spec=None):
     """serving_default: encoded image bytes (jpeg/png/bmp/gif) [batch] -> class_id, probabilities; decoding and
     resizing as in the training pipeline."""
     height, width, channels = model.input_shape[1:]

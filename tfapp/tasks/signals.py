@@ -56,7 +56,7 @@ def build_gru(config, spec):
     return keras.Model(inputs, _head(x, spec), name="signal_gru")
 
 
-def serving(model):
+def serving(model, spec=None):
     """serving_default: float32 [batch, length(, channels)] -> class_id, probabilities."""
     shape = model.input_shape[1:]
 

@@ -101,12 +101,12 @@ def _serve(model, outputs):
     return {"serving_default": serve}
 
 
-def serve_regression(model):
+def serve_regression(model, spec=None):
     """serving_default: one tensor per column [batch] -> prediction [batch]."""
     return _serve(model, lambda y: {"prediction": y[:, 0]})
 
 
-def serve_classification(model):
+def serve_classification(model, spec=None):
     """serving_default: one tensor per column [batch] -> class_id, probabilities."""
     return _serve(model, class_outputs)
 

@@ -4,9 +4,10 @@ signature. One file per task family in this folder; the registry is the dict in 
     python -c "from tfapp import tasks; print(tasks.get_task('digits'))"
 """
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -21,14 +22,45 @@ class Task:
     main_metric: str                                   # what curves.png, early stopping and targets use
     preprocess: Callable                               # tf.data map: raw example -> (features, label)
     vectorized_preprocess: bool                        # preprocess also works on a batch: map after batch
-    serving: Callable                                  # model -> {signature name: tf.function on raw inputs}
+    serving: Callable                                  # (model, spec) -> {signature name: tf.function on raw inputs}
     main_metric_mode: str = "max"                      # "max" (accuracy-like) or "min" (error-like)
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # flag values unless given
     smoke: Mapping[str, Any] = dataclasses.field(default_factory=dict)     # flag overrides for a seconds-long run
+    # Optional hooks of tasks whose preprocessing is fitted on the data (vocabularies) or that report more:
+    adapt: Optional[Callable] = None            # (source, config) -> dict merged into spec, fitted once on train
+    preprocess_for: Optional[Callable] = None   # spec -> preprocess using that fitted state (else `preprocess`)
+    baselines: Optional[Callable] = None        # (source, config) -> {name: value} of simple references on test
+    evaluate_extra: Optional[Callable] = None   # (model, source, eval_batches) -> {name: value} needing a whole pass
+    # A model trained for another objective (two-tower retrieval next to rating prediction): --model name ->
+    # the Task fields it replaces (loss, metrics, main_metric, preprocess_for, …). See `for_model`.
+    variants: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def default_model(self):
         return next(iter(self.models))
+
+    def for_model(self, model_name):
+        """This task as trained with `--model=model_name` (its variant's fields replaced)."""
+        return dataclasses.replace(self, **self.variants.get(model_name, {}))
+
+    def preprocessor(self, spec):
+        """The tf.data preprocess function for a source with this (adapted) spec."""
+        return self.preprocess_for(spec) if self.preprocess_for else self.preprocess
+
+
+def split_labels(source, split):
+    """All labels of one split as a numpy array (from memory when the source has arrays)."""
+    if source.arrays:
+        return np.asarray(source.arrays[split]["y"])
+    return np.asarray(list(source.splits[split]().map(lambda e: e["y"]).as_numpy_iterator()))
+
+
+def majority_baseline(source, config=None):
+    """Accuracy on the test split of always predicting the train split's most frequent class."""
+    del config
+    y_train, y_test = split_labels(source, "train"), split_labels(source, "test")
+    majority = np.bincount(y_train).argmax()
+    return {"majority_class_accuracy": float(np.mean(y_test == majority))}
 
 
 def class_outputs(logits):

@@ -1,0 +1,85 @@
+"""`tfapp-export`: a SavedModel (and optionally a TFLite file) from a run directory's last checkpoint.
+
+    tfapp-export --model_dir=runs/digits-20261123-132430                  # -> runs/…/export/<next version>/
+    tfapp-export --model_dir=runs/digits-… --export_dir=/serving/digits --tflite
+
+The run's config.json says how to rebuild the model; the data source is read again to rebuild what the task
+fitted on it (vocabularies, normalisation statistics), so it must still be reachable. The export is written on
+the default strategy, whatever strategy trained the run. Versions are integers, increasing, never overwritten
+(TF Serving's layout). `--tflite` adds `<version>/model.tflite` of the `serving_default` signature.
+"""
+import dataclasses
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfapp import checkpoints, export, report  # noqa: E402
+from tfapp import run as run_lib  # noqa: E402
+from tfapp.config import Config, ConfigError  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("model_dir", None, "Run directory written by tfapp-train (config.json + checkpoints/).")
+    flags.DEFINE_string("export_dir", None, "Where versions go (local, gs://, …). Default: <model_dir>/export.")
+    flags.DEFINE_boolean("tflite", False, "Also convert serving_default to <version>/model.tflite.")
+
+
+def load_run_config(model_dir):
+    """The resolved Config a run was trained with, set to rebuild it on the default strategy."""
+    path = report.join(model_dir, checkpoints.CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        raise ConfigError(f"--model_dir={model_dir}: no {checkpoints.CONFIG_FILE} (not a tfapp run directory)")
+    if checkpoints.latest(model_dir) is None:
+        raise ConfigError(f"--model_dir={model_dir}: no checkpoint to export")
+    with tf.io.gfile.GFile(path) as f:
+        saved = json.load(f)
+    names = {field.name for field in dataclasses.fields(Config)}
+    config = Config(**{k: v for k, v in saved.items() if k in names})
+    return dataclasses.replace(config, strategy="default", num_cpu_devices=None, tpu=None, resume=True)
+
+
+def export_run(model_dir, export_dir=None, tflite=False):
+    """Restores the run's last checkpoint and writes the next export version; returns (path, tflite path)."""
+    experiment = run_lib.prepare(load_run_config(model_dir))
+    config, task = experiment.config, experiment.task
+    path = export.export_saved_model(
+        experiment.model, lambda: task.models[config.model](config, experiment.source.spec), task.serving,
+        export_dir or report.join(model_dir, "export"), experiment.source.spec)
+    if not tflite:
+        return path, None
+    try:
+        return path, export.export_tflite(path)
+    except export.TFLiteError:
+        tf.io.gfile.rmtree(path)  # nothing half-written: no SavedModel version without the asked-for TFLite file
+        raise
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)
+    try:
+        if not FLAGS.model_dir:
+            raise ConfigError("--model_dir is required")
+        path, tflite_path = export_run(FLAGS.model_dir, FLAGS.export_dir, FLAGS.tflite)
+    except ValueError as error:
+        print(f"tfapp-export: error: {error}", file=sys.stderr)
+        return 2
+    print(f"exported {path}" + (f" and {tflite_path}" if tflite_path else ""), flush=True)
+    return 0
+
+
+def run():
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
