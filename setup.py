@@ -25,7 +25,10 @@ setuptools.setup(
         "pillow>=10,<14",  # checks image files once at load
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "scikit-learn>=1.5,<2"],
+        # --backend=jax (free Colab TPUs: install jax[tpu] there instead). 0.10.2 is the last jax for Python 3.11.
+        "jax": ["jax==0.10.2", "jaxlib==0.10.2"],
+        "test": ["pytest>=8,<10", "scikit-learn>=1.5,<2", "jax==0.10.2", "jaxlib==0.10.2",
+                 "nbclient>=0.10,<0.12", "nbformat>=5.10,<6", "ipykernel>=6.29,<8"],
     },
     entry_points={"console_scripts": ["tfapp-train=tfapp.cli.train:run", "tfapp-data=tfapp.cli.data:run",
                                         "tfapp-predict=tfapp.cli.predict:run", "tfapp-export=tfapp.cli.export:run",

@@ -12,6 +12,7 @@ weight-0 examples instead of being cut, so every test example counts exactly onc
 """
 import math
 
+import numpy as np
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -54,12 +55,32 @@ def _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps=0):
     indices = _shard(tf.data.Dataset.range(num_examples), context)
     indices = indices.shuffle(num_examples, seed=seed + context.input_pipeline_id, reshuffle_each_iteration=True)
     indices = indices.repeat().batch(batch, drop_remainder=True).skip(_batches_to_skip(skip_steps, context))
+    packed, unpack = pack_columns(arrays)
     # from_tensors hands the arrays to the dataset as inputs (not graph constants); repeat() does not copy them.
-    tables = tf.data.Dataset.from_tensors(tf.nest.map_structure(tf.convert_to_tensor, arrays)).repeat()
+    tables = tf.data.Dataset.from_tensors(tf.nest.map_structure(tf.convert_to_tensor, packed)).repeat()
     dataset = tf.data.Dataset.zip((indices, tables)).map(
-        lambda index, table: preprocess(tf.nest.map_structure(lambda a: tf.gather(a, index), table)),
+        lambda index, table: preprocess(unpack(tf.nest.map_structure(lambda a: tf.gather(a, index), table))),
         num_parallel_calls=AUTOTUNE, deterministic=True)
     return dataset.prefetch(AUTOTUNE)
+
+
+def pack_columns(arrays):
+    """Table columns (a dict `x` of 1-D arrays) of one dtype stacked into one [rows, k] matrix, so a batch is one
+    gather per dtype instead of one per column (a 10-column CSV: 3 gathers instead of 11). Returns the packed
+    arrays and the function that turns a gathered batch back into {"x": {column: [batch]}, "y"}."""
+    x = arrays["x"]
+    if not isinstance(x, dict) or len(x) < 2 or any(np.ndim(v) != 1 for v in x.values()):
+        return arrays, lambda batch: batch
+    groups = {}
+    for name in x:
+        groups.setdefault(np.asarray(x[name]).dtype.str, []).append(name)
+    packed = {dtype: np.stack([np.asarray(x[name]) for name in names], axis=1) for dtype, names in groups.items()}
+
+    def unpack(batch):
+        columns = {name: batch["x"][dtype][:, i] for dtype, names in groups.items() for i, name in enumerate(names)}
+        return {**batch, "x": {name: columns[name] for name in x}}
+
+    return {**arrays, "x": packed}, unpack
 
 
 def train_dataset(make_split, preprocess, global_batch_size, seed, input_context=None, shuffle_buffer=10_000,

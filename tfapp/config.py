@@ -17,6 +17,7 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu"
 JIT_CHOICES = ("auto", "true", "false")
 PRECISIONS = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}  # flag -> Keras policy
 LR_SCHEDULES = ("constant", "cosine")
+BACKENDS = ("tensorflow", "jax")
 
 
 class ConfigError(ValueError):
@@ -60,6 +61,7 @@ class Config:
     learning_rate: Optional[float] = None    # Adam learning rate
     seed: int = 0
     strategy: str = "auto"
+    backend: str = "tensorflow"              # tensorflow (tf.distribute, our loop) | jax (Keras fit, DataParallel)
     tpu: Optional[str] = None
     num_cpu_devices: Optional[int] = None    # split the CPU into N logical devices (Mirrored on a laptop)
     steps_per_loop: str = "auto"             # optimizer steps per host round-trip (one tf.function call), or auto
@@ -115,6 +117,11 @@ class Config:
             raise ConfigError(f"--learning_rate must be > 0, got {self.learning_rate}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"--strategy: unknown strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"--backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.backend == "jax" and self.strategy not in ("auto", "default"):
+            raise ConfigError(f"--strategy={self.strategy}: the jax backend always runs keras.distribution."
+                              "DataParallel over every JAX device; leave --strategy at auto")
         if self.jit_compile not in JIT_CHOICES:
             raise ConfigError(f"--jit_compile: {self.jit_compile!r} is not one of {', '.join(JIT_CHOICES)}")
         if self.steps_per_loop != "auto" and int(self.steps_per_loop) < 1:

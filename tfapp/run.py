@@ -218,4 +218,20 @@ def train(experiment, start_time=None, callbacks=()):
 def run(config, start_time=None, callbacks=()):
     """prepare + train for a resolved Config; returns the report dict."""
     start_time = start_time or time.time()
+    if config.backend == "jax":
+        return run_jax(config, start_time)
     return train(prepare(config), start_time=start_time, callbacks=callbacks)
+
+
+def run_jax(config, start_time=None):
+    """--backend=jax (Keras must already run on JAX: set KERAS_BACKEND=jax before importing it); see jax_train."""
+    if keras.backend.backend() != "jax":
+        raise ConfigError(f"--backend=jax: Keras runs on {keras.backend.backend()}; set KERAS_BACKEND=jax before "
+                          "Keras is imported (tfapp-train does this itself)")
+    from tfapp import jax_train
+    task = tasks.get_task(config.task).for_model(config.model)
+    model_dir, _ = checkpoints.resolve_model_dir(config.model_dir, resume=False)
+    config = dataclasses.replace(config, model_dir=model_dir)
+    checkpoints.check_writable(model_dir)
+    source = load_source(config, task)
+    return jax_train.train(config, task, source, build_optimizer, start_time or time.time())

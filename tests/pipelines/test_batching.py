@@ -120,3 +120,16 @@ def test_skip_steps_resumes_the_same_order(vectorized, use_arrays):
 
     full = labels(0, 14)
     assert labels(3, 8) == full[6:14]  # 3 global steps = 6 per-replica batches on 2 replicas
+
+
+def test_packed_columns_gather_back_into_the_same_rows():
+    from pipelines import batching
+    arrays = {"x": {"a": np.arange(5, dtype=np.float32), "city": np.array(list("vwxyz")),
+                    "b": np.arange(5, 10, dtype=np.float32)}, "y": np.arange(5)}
+    packed, unpack = batching.pack_columns(arrays)
+    assert sorted(packed["x"]) == sorted({np.dtype(np.float32).str, arrays["x"]["city"].dtype.str})
+    index = tf.constant([4, 1])
+    batch = unpack(tf.nest.map_structure(lambda a: tf.gather(a, index), packed))
+    assert list(batch["x"]) == ["a", "city", "b"]
+    assert batch["x"]["b"].numpy().tolist() == [9.0, 6.0] and batch["x"]["city"].numpy().tolist() == [b"z", b"w"]
+    assert batch["y"].numpy().tolist() == [4, 1]

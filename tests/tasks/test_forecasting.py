@@ -27,6 +27,7 @@ def test_co2_lstm_beats_seasonal_naive_and_serves_windows(tmp_path):
     np.testing.assert_allclose(out["forecast"], experiment.model(windows, training=False), rtol=1e-5)
 
 
+@pytest.mark.slow  # the model's step is covered by test_loop's XLA test; this checks it learns
 @pytest.mark.parametrize("model", ["gru", "cnn"])
 def test_other_forecasters_beat_seasonal_naive(tmp_path, model):
     report = run.run(config_lib.Config(task="forecasting", model=model, strategy="default", train_steps=500,

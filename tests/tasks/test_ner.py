@@ -71,6 +71,7 @@ def test_ner_sample_bilstm_f1_and_serving(tmp_path):
         assert served[:n] == ids[:n].tolist()
 
 
+@pytest.mark.slow  # the model's step is covered by test_loop's XLA test; this checks it learns
 def test_transformer_tagger_learns(tmp_path):
     report = run.run(config_lib.Config(task="token_classification", model="transformer", strategy="default",
                                        train_steps=300, eval_every=300, steps_per_loop="50", jit_compile="false",

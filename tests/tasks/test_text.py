@@ -35,6 +35,7 @@ def test_stdlib_docs_topics_bag_beats_majority_and_serves_raw_strings(tmp_path):
     assert out["class_id"] == expected.tolist() and out["label"] == [names[i] for i in expected]
 
 
+@pytest.mark.slow  # the model's step is covered by test_loop's XLA test; this checks it learns
 @pytest.mark.parametrize("model", ["bigru", "transformer"])
 def test_other_text_models_learn(tmp_path, model):
     report = run.run(config_lib.Config(task="text_classification", model=model, strategy="default",

@@ -1,13 +1,12 @@
 """The SavedModel reloads in a process that imports only TensorFlow, and predicts what the trained model does."""
-import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 
 import pipelines
+from tests.conftest import serve_in_clean_process
 from tfapp import config as config_lib
 from tfapp import export, run
 
@@ -18,22 +17,13 @@ def test_reload_with_tensorflow_only_matches_in_process_model(tmp_path):
     content = run.train(experiment)
     pixels = np.stack([e["x"] for e in pipelines.load("embedded:digits").splits["test"]().take(5)
                        .as_numpy_iterator()]).astype("float32")
-    expected = experiment.model(pixels[..., None], training=False).numpy()
-    expected = np.exp(expected) / np.exp(expected).sum(-1, keepdims=True)
-    code = textwrap.dedent(f"""
-        import json, sys
-        import numpy as np
-        import tensorflow as tf
-        loaded = tf.saved_model.load({content['export_path']!r})
-        out = loaded.signatures["serving_default"](pixels=tf.constant(np.array(json.loads(sys.stdin.read()),
-                                                                               dtype="float32")))
-        assert not {{"tfapp", "pipelines", "strategies"}} & set(sys.modules), "only TensorFlow may be imported"
-        print(json.dumps(out["probabilities"].numpy().tolist()))
-    """)
-    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(pixels.tolist()), capture_output=True,
-                         text=True, timeout=120, cwd=str(tmp_path))
-    assert out.returncode == 0, out.stderr[-3000:]
-    np.testing.assert_allclose(np.array(json.loads(out.stdout)), expected, rtol=1e-4, atol=1e-5)
+    logits = experiment.model(pixels[..., None], training=False).numpy()
+    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    served = serve_in_clean_process(content["export_path"], {"pixels": pixels.tolist()})
+    np.testing.assert_allclose(np.array(served["probabilities"]), probabilities, rtol=1e-4, atol=1e-5)
+    assert served["class_id"] == np.argmax(logits, -1).tolist()
+    served = serve_in_clean_process(content["export_path"], {"pixels": pixels.tolist()}, "predict_logits")
+    np.testing.assert_allclose(np.array(served["logits"]), logits, rtol=1e-4, atol=1e-4)
 
 
 def test_versions_increase_and_never_overwrite(tmp_path):

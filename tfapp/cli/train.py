@@ -32,12 +32,26 @@ def summary_line(content):
             f"{content['config']['model_dir']}")
 
 
+def _run_jax(config):
+    """--backend=jax: re-runs this command with KERAS_BACKEND=jax (Keras picks its backend once, at import)."""
+    import keras
+    if keras.backend.backend() != "jax":
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, "-m", "tfapp.cli.train", *sys.argv[1:]],
+                  {**os.environ, "KERAS_BACKEND": "jax"})
+    content = run_lib.run_jax(config, START_TIME)
+    print(summary_line(content), flush=True)
+    return 0
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # TF's INFO lines (checkpoint sharding, assets) are noise here
     try:
         config = tfapp_flags.config_from_flags()
+        if config.backend == "jax":
+            return _run_jax(config)
         experiment = run_lib.prepare(config)
     except ValueError as error:  # ConfigError, StrategyError, DataError: bad input, nothing written yet
         if os.environ.get("TFAPP_TRACEBACK"):
