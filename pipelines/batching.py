@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
+BLOCK = 16  # in-memory arrays: batches gathered and preprocessed per map call (preprocess must be per-row)
 
 
 def _context(input_context):
@@ -55,13 +56,19 @@ def _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps=0):
     indices = _shard(tf.data.Dataset.range(num_examples), context)
     indices = indices.shuffle(num_examples, seed=seed + context.input_pipeline_id, reshuffle_each_iteration=True)
     indices = indices.repeat().batch(batch, drop_remainder=True).skip(_batches_to_skip(skip_steps, context))
+    # Blocks of BLOCK batches: one gather + preprocess call per block, then split into batches again (unbatch of
+    # the leading axis is one slice per batch). The order of batches is the same as batch by batch.
+    indices = indices.batch(BLOCK, drop_remainder=True)
     packed, unpack = pack_columns(arrays)
     # from_tensors hands the arrays to the dataset as inputs (not graph constants); repeat() does not copy them.
     tables = tf.data.Dataset.from_tensors(tf.nest.map_structure(tf.convert_to_tensor, packed)).repeat()
-    dataset = tf.data.Dataset.zip((indices, tables)).map(
-        lambda index, table: preprocess(unpack(tf.nest.map_structure(lambda a: tf.gather(a, index), table))),
-        num_parallel_calls=AUTOTUNE, deterministic=True)
-    return dataset.prefetch(AUTOTUNE)
+
+    def block(index, table):
+        rows = preprocess(unpack(tf.nest.map_structure(lambda a: tf.gather(a, tf.reshape(index, [-1])), table)))
+        return tf.nest.map_structure(lambda t: tf.reshape(t, [BLOCK, batch, *t.shape[1:]]), rows)
+
+    dataset = tf.data.Dataset.zip((indices, tables)).map(block, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return dataset.unbatch().prefetch(AUTOTUNE)
 
 
 def pack_columns(arrays):

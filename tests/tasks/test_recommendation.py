@@ -45,13 +45,18 @@ def test_two_tower_recall_at_10_beats_popularity(tmp_path, ratings):
     assert report["main_metric"] == "in_batch_accuracy" and recall > 1.5 * baseline
 
 
-def test_in_batch_labels_are_the_diagonal():
+def test_in_batch_loss_and_accuracy_target_the_diagonal():
     spec = {"user_column": "u", "item_column": "i", "users": ["a", "b"], "items": ["x", "y"]}
-    features, labels = recommendation._preprocess_for(spec, in_batch_labels=True)(
+    features, _ = recommendation._preprocess_for(spec, in_batch_labels=True)(
         {"x": {"u": tf.constant(["a", "b", "zz"]), "i": tf.constant([1.0, 2.0, 3.0])}, "y": tf.zeros(3)})
-    assert labels.numpy().tolist() == [0, 1, 2]
     assert features["user_id"].numpy().tolist() == [1, 2, 0]  # unseen -> 0
     assert features["item_id"].numpy().tolist() == [0, 0, 0]  # numeric ids become "1", "2", "3": not in vocab
+    scores = tf.constant([[5.0, 0.0, 0.0], [0.0, 0.0, 5.0], [0.0, 0.0, 5.0]])
+    accuracy = recommendation.InBatchAccuracy()
+    accuracy.update_state(tf.zeros(3), scores)
+    assert float(accuracy.result()) == pytest.approx(2 / 3)
+    losses = recommendation.InBatchSoftmax(reduction=None)(tf.zeros(3), scores).numpy()
+    assert losses[0] == pytest.approx(losses[2]) and losses[1] > losses[0]
 
 
 def test_unknown_user_column_is_one_line_error(tmp_path, ratings, cli):

@@ -69,8 +69,8 @@ def _preprocess_for(spec, in_batch_labels):
         x = batch["x"]
         features = {"user_id": tf.cast(user_lookup(_ids(x[spec["user_column"]])), tf.int32),
                     "item_id": tf.cast(item_lookup(_ids(x[spec["item_column"]])), tf.int32)}
-        if in_batch_labels:  # row r of the in-batch score matrix should pick column r
-            return features, tf.range(tf.shape(features["user_id"])[0], dtype=tf.int32)
+        if in_batch_labels:  # unused: row r of the in-batch scores should pick column r (InBatchSoftmax)
+            return features, tf.zeros_like(features["user_id"])
         return features, tf.reshape(tf.cast(batch["y"], tf.float32), [-1, 1])
 
     return preprocess
@@ -97,6 +97,28 @@ class InBatchScores(keras.layers.Layer):
 
     def call(self, users, items):
         return keras.ops.matmul(users, keras.ops.transpose(items)) / self.temperature
+
+
+class InBatchSoftmax(keras.losses.Loss):
+    """Per-example cross-entropy of in-batch scores [B, B] where row r's positive is column r (the labels are
+    ignored: the target is the row's own position, so preprocessing never needs the batch size)."""
+
+    def call(self, labels, scores):
+        del labels
+        targets = keras.ops.arange(keras.ops.shape(scores)[0])
+        return keras.ops.sparse_categorical_crossentropy(targets, scores, from_logits=True)
+
+
+class InBatchAccuracy(keras.metrics.Mean):
+    """Share of users whose own item scores highest among the batch's items."""
+
+    def __init__(self, name="in_batch_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, labels, scores, sample_weight=None):
+        del labels
+        hits = keras.ops.equal(keras.ops.argmax(scores, axis=-1), keras.ops.arange(keras.ops.shape(scores)[0]))
+        super().update_state(keras.ops.cast(hits, "float32"), sample_weight=sample_weight)
 
 
 def build_mf(config, spec, dim=32):
@@ -222,8 +244,8 @@ TASK = Task(
     preprocess_for=lambda spec: _preprocess_for(spec, in_batch_labels=False),
     baselines=rating_baselines,
     variants={"two_tower": {
-        "loss": lambda: keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None),
-        "metrics": lambda: [keras.metrics.SparseCategoricalAccuracy(name="in_batch_accuracy")],
+        "loss": lambda: InBatchSoftmax(reduction=None),
+        "metrics": lambda: [InBatchAccuracy()],
         "main_metric": "in_batch_accuracy",
         "main_metric_mode": "max",
         "preprocess_for": lambda spec: _preprocess_for(spec, in_batch_labels=True),
