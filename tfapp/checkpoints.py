@@ -20,6 +20,7 @@ from tfapp.config import ConfigError
 
 MAX_TO_KEEP = 3
 CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.weights.h5"  # the Keras weights a --backend=jax run leaves instead of checkpoints
 MIN_FREE_BYTES = 50 * 2**20  # refuse to start with less free space than this in a local model_dir
 # Settings a resumed run must share with the run that wrote the checkpoint.
 RESUME_KEYS = ("task", "model", "data", "batch_size", "seed", "mixed_precision", "test_fraction")

@@ -146,6 +146,9 @@ class Config:
         for name in ("window", "horizon", "season", "sequence_length"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        if self.season and self.window and self.season > self.window:
+            raise ConfigError(f"--season={self.season} is longer than --window={self.window}: the seasonal-naive "
+                              "baseline needs one season of history in each window")
         if self.vocab_size < 3:
             raise ConfigError(f"--vocab_size must be >= 3 (padding, unknown and one word), got {self.vocab_size}")
         if not 0.0 < self.test_fraction < 1.0:

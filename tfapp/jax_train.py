@@ -20,10 +20,12 @@ import time
 
 import jax
 import keras
+import tensorflow as tf  # tf.data and tf.io.gfile only: the model runs on JAX
 
+import pipelines
 from tfapp import checkpoints, plots, report
 
-WEIGHTS_FILE = "model.weights.h5"
+WEIGHTS_FILE = checkpoints.WEIGHTS_FILE
 
 
 class _Recorder(keras.callbacks.Callback):
@@ -88,7 +90,6 @@ def _export_in_tensorflow_process(model_dir):
 
 def train(config, task, source, build_optimizer, start_time):
     """Trains `task` on `source` with Keras fit on the JAX backend; returns the report dict."""
-    import pipelines  # the tf.data pipeline, unchanged
     devices = jax.devices()
     if config.batch_size % len(devices):
         raise ValueError(f"--batch_size={config.batch_size} (global) is not divisible by {len(devices)} JAX devices")
@@ -106,7 +107,7 @@ def train(config, task, source, build_optimizer, start_time):
     model.compile(optimizer=build_optimizer(config), loss=_per_example(task.loss()),
                   weighted_metrics=task.metrics(), steps_per_execution=min(steps_per_execution, config.eval_every),
                   jit_compile=True)
-    tf_io_makedirs(config.model_dir)
+    tf.io.gfile.makedirs(config.model_dir)
     checkpoints.write_config(config.model_dir, dataclasses.asdict(config))
     run_log = report.RunLog(config.model_dir)
     run_log.log_hparams(dataclasses.asdict(config))
@@ -137,8 +138,3 @@ def train(config, task, source, build_optimizer, start_time):
     }
     report.write_json(report.join(config.model_dir, "report.json"), content)
     return content
-
-
-def tf_io_makedirs(path):
-    import tensorflow as tf
-    tf.io.gfile.makedirs(path)

@@ -30,6 +30,10 @@ def test_explicit_values_win_over_defaults_but_smoke_sizes_win_over_both():
     ({"learning_rate": -1.0}, "--learning_rate must be > 0"),
     ({"strategy": "gpu"}, "--strategy: unknown strategy 'gpu'; valid: auto, default"),
     ({"jit_compile": "maybe"}, "--jit_compile: 'maybe' is not one of auto, true, false"),
+    ({"task": "forecasting", "season": 30}, "--season=30 is longer than --window=24"),
+    ({"window": 0}, "--window must be a positive integer, got 0"),
+    ({"vocab_size": 2}, "--vocab_size must be >= 3"),
+    ({"backend": "torch"}, "--backend: 'torch' is not one of tensorflow, jax"),
 ])
 def test_bad_values_name_the_flag(changes, message):
     with pytest.raises(config_lib.ConfigError, match=message):

@@ -22,7 +22,7 @@ from tfapp import checkpoints, export, report  # noqa: E402
 from tfapp import run as run_lib  # noqa: E402
 from tfapp.config import Config, ConfigError  # noqa: E402
 
-WEIGHTS_FILE = "model.weights.h5"  # written by tfapp.jax_train (not imported here: it needs JAX)
+WEIGHTS_FILE = checkpoints.WEIGHTS_FILE
 
 FLAGS = flags.FLAGS
 
