@@ -52,7 +52,7 @@ def _batches_to_skip(skip_steps, context):
     return skip_steps * (context.num_replicas_in_sync // context.num_input_pipelines)
 
 
-def _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps=0):
+def _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps=0, blocks=False):
     """In-memory arrays: shuffle and batch example *indices*, then gather whole batches (one op per batch)."""
     num_examples = len(arrays["y"])
     indices = _shard(tf.data.Dataset.range(num_examples), context)
@@ -70,7 +70,7 @@ def _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps=0):
         return tf.nest.map_structure(lambda t: tf.reshape(t, [BLOCK, batch, *t.shape[1:]]), rows)
 
     dataset = tf.data.Dataset.zip((indices, tables)).map(block, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return dataset.unbatch().prefetch(AUTOTUNE)
+    return (dataset if blocks else dataset.unbatch()).prefetch(AUTOTUNE)
 
 
 def pack_columns(arrays):
@@ -93,17 +93,18 @@ def pack_columns(arrays):
 
 
 def train_dataset(make_split, preprocess, global_batch_size, seed, input_context=None, shuffle_buffer=10_000,
-                  cache="memory", vectorized=False, arrays=None, skip_steps=0):
+                  cache="memory", vectorized=False, arrays=None, skip_steps=0, blocks=False):
     """Endless, shuffled, per-replica batches of `preprocess(example)` = (features, label).
 
     `arrays` ({"x", "y"} in memory) with a vectorized preprocess takes the gather-by-index path.
     `skip_steps`: resume the same seeded order after that many global steps; skipped batches are not
-    preprocessed (the skip comes before the map)."""
+    preprocessed (the skip comes before the map). `blocks` (gather path only): yield the [BLOCK, batch, ...]
+    blocks themselves, for a loop that takes one block per BLOCK steps (`tfapp.loop.Trainer(block=…)`)."""
     context = _context(input_context)
     batch = per_replica_batch_size(global_batch_size, context)
     skip = _batches_to_skip(skip_steps, context)
     if arrays is not None and vectorized:
-        return _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps)
+        return _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps, blocks)
     if cache not in ("memory", "none", "", None):
         cache = f"{cache}-{context.input_pipeline_id}"  # one cache file per input pipeline
     dataset = cached(_shard(make_split(), context), cache)

@@ -152,6 +152,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
     progress = keras.utils.Progbar(config.train_steps, unit_name="step", verbose=1 if sys.stdout.isatty() else 2,
                                    stateful_metrics=["loss", *(m.name for m in trainer.train_metrics)])
     iterator = iter(experiment.train_data)
+    trainer.reset_input()
     boundaries = (config.eval_every, config.checkpoint_every)
     callback_list.on_train_begin()
     callback_list.on_epoch_begin(epoch)
@@ -165,6 +166,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
             if not math.isfinite(train_values["loss"]):
                 step = _handle_nan(experiment, manager, outcome, step + size)
                 iterator = iter(experiment.restart_train_data(step))
+                trainer.reset_input()
                 continue
             train_values["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
             speed = {"steps_per_second": size / elapsed}

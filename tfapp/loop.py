@@ -20,7 +20,7 @@ class Trainer:
     """Owns the compiled train/eval functions for one model on one strategy."""
 
     def __init__(self, strategy, model, optimizer, loss_fn, metrics_fn, global_batch_size, jit_compile=False,
-                 measure_input_wait=True):
+                 measure_input_wait=True, block=None):
         self.strategy = strategy
         self.model = model
         self.optimizer = optimizer
@@ -30,6 +30,11 @@ class Trainer:
         # tf.timestamp is refused under op determinism: then input wait is not measured (reported as None).
         self.measure_input_wait = measure_input_wait
         self.last_input_wait = 0.0
+        # block=K: the iterator yields blocks of K batches ([K, batch, ...]); one next() per K steps, the block
+        # kept in variables and sliced per step (one replica only). The position survives between calls.
+        self.block = block
+        self._position = tf.Variable(0, dtype=tf.int32, trainable=False) if block else None
+        self._block_variables = None
         with strategy.scope():
             self.train_loss = keras.metrics.Mean(name="loss")
             self.eval_loss = keras.metrics.Mean(name="loss")
@@ -60,6 +65,21 @@ class Trainer:
         for metric in self.train_metrics:
             metric.update_state(labels, predictions)
 
+    def _next_batch(self, iterator):
+        if not self.block:
+            return next(iterator)
+        if self._position == 0:
+            for variable, value in zip(tf.nest.flatten(self._block_variables), tf.nest.flatten(next(iterator))):
+                variable.assign(value)
+        batch = tf.nest.map_structure(lambda variable: variable[self._position], self._block_variables)
+        self._position.assign((self._position + 1) % self.block)
+        return batch
+
+    def reset_input(self):
+        """A new iterator starts at a block boundary."""
+        if self.block:
+            self._position.assign(0)
+
     def _train_loop_fn(self, iterator, num_steps):
         """Returns the seconds spent waiting in `next(iterator)` (input not ready), summed over the steps."""
         input_wait = tf.constant(0.0, tf.float64)
@@ -67,11 +87,11 @@ class Trainer:
             if self.measure_input_wait:
                 start = tf.timestamp()
                 with tf.control_dependencies([start]):
-                    batch = next(iterator)
+                    batch = self._next_batch(iterator)
                 with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
                     input_wait += tf.timestamp() - start
             else:
-                batch = next(iterator)
+                batch = self._next_batch(iterator)
             self.strategy.run(self._step, args=batch)
         return input_wait
 
@@ -91,6 +111,9 @@ class Trainer:
         `self.last_input_wait` holds the seconds this call waited for input batches."""
         for metric in [self.train_loss, *self.train_metrics]:
             metric.reset_state()
+        if self.block and self._block_variables is None:
+            self._block_variables = tf.nest.map_structure(
+                lambda spec: tf.Variable(tf.zeros(spec.shape, spec.dtype), trainable=False), iterator.element_spec)
         self.last_input_wait = float(self._train_loop(iterator, tf.constant(num_steps, tf.int32)))
         return _results(self.train_loss, self.train_metrics)
 

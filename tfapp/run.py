@@ -38,6 +38,7 @@ class Experiment:
     is_chief: bool
     make_train_data: Any = None   # skip_steps -> distributed training dataset resuming at that step
     resumed_from: Any = None      # checkpoint path the run continues from, or None
+    block: Any = None             # batches per element of train_data (None: one batch per element)
 
     def restart_train_data(self, step):
         self.train_data = self.make_train_data(step)
@@ -109,10 +110,16 @@ def prepare(config):
             raise ConfigError(f"--augment: only image tasks can be augmented, not {task.name} on {config.data}")
         train_preprocess = pipelines.augment.augment(preprocess, config.seed)
 
+    # One replica on in-memory arrays: the loop takes a block of batches per next() (the per-step hand-over is
+    # what limits tiny models); with several replicas each step takes its per-replica batches as usual.
+    block = pipelines.BLOCK if (source.arrays and task.vectorized_preprocess
+                                and strategy.num_replicas_in_sync == 1) else None
+
     def make_train_data(skip_steps):
         return strategy.distribute_datasets_from_function(lambda context: pipelines.train_dataset(
             source.splits["train"], train_preprocess, config.batch_size, config.seed, context, cache=config.cache,
-            vectorized=task.vectorized_preprocess, arrays=(source.arrays or {}).get("train"), skip_steps=skip_steps))
+            vectorized=task.vectorized_preprocess, arrays=(source.arrays or {}).get("train"), skip_steps=skip_steps,
+            blocks=bool(block)))
 
     eval_data = strategy.distribute_datasets_from_function(lambda context: pipelines.eval_dataset(
         source.splits["test"], preprocess, config.batch_size, source.num_examples["test"], context,
@@ -128,7 +135,7 @@ def prepare(config):
         checkpoints.check_writable(model_dir)
     start_step = int(optimizer.iterations.numpy())
     return Experiment(config, task, strategy, source, model, optimizer, make_train_data(start_step), eval_data,
-                      is_chief, make_train_data, resumed_from)
+                      is_chief, make_train_data, resumed_from, block)
 
 
 def choose_trainer(experiment):
@@ -138,7 +145,8 @@ def choose_trainer(experiment):
 
     def make_trainer(jit):
         return loop.Trainer(strategy, experiment.model, experiment.optimizer, task.loss(), task.metrics,
-                            config.batch_size, jit_compile=jit, measure_input_wait=not config.deterministic)
+                            config.batch_size, jit_compile=jit, measure_input_wait=not config.deterministic,
+                            block=experiment.block)
 
     jits = autotune.jit_candidates(config.jit_compile, strategy)
     if config.deterministic and config.jit_compile == "auto":

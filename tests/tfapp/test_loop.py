@@ -83,3 +83,26 @@ def test_every_task_step_compiles_with_xla_and_static_shapes(task_name, tmp_path
         values = trainer.train(iter(dataset), 2)
         assert np.isfinite(values["loss"])
         assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), model_name
+
+
+def test_block_hand_over_trains_exactly_like_one_batch_per_step():
+    """One next() per 16 steps (blocks kept in variables) over uneven loop sizes = one next() per step."""
+    import keras
+    task = tasks.get_task("digits")
+    source = pipelines.load("embedded:digits")
+    config = config_lib.Config(model="mlp", strategy="default").resolved()
+    strategy = strategies.get_strategy("default")
+    weights = []
+    for blocks in (False, True):
+        keras.utils.set_random_seed(0)
+        model, optimizer = run.build_model(config, task, source.spec), run.build_optimizer(config)
+        data = pipelines.train_dataset(source.splits["train"], task.preprocess, 64, seed=0, vectorized=True,
+                                       arrays=source.arrays["train"], blocks=blocks)
+        trainer = loop.Trainer(strategy, model, optimizer, task.loss(), task.metrics, 64,
+                               block=pipelines.BLOCK if blocks else None)
+        iterator = iter(data)
+        trainer.reset_input()
+        for size in (1, 16, 7, 16, 3):
+            trainer.train(iterator, size)
+        weights.append(model.get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))
