@@ -51,3 +51,12 @@ def test_jax_backend_rejects_a_tf_strategy(tmp_path, cli):
     assert out.returncode == 2 and not os.path.exists(tmp_path / "run")
     assert "--strategy=mirrored: the jax backend always runs keras.distribution.DataParallel" in \
         out.stderr.strip().splitlines()[-1]
+
+
+def test_missing_jax_is_a_one_line_error(monkeypatch):
+    import importlib.util
+    from tfapp.cli import train as train_cli
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
+    with pytest.raises(config_lib.ConfigError, match=r'--backend=jax: JAX is not installed; pip install -e ".\[jax\]"'):
+        train_cli._run_jax(config_lib.Config(backend="jax").resolved(smoke=True))

@@ -22,6 +22,7 @@ import tensorflow as tf  # noqa: E402
 from tfapp import checkpoints  # noqa: E402
 from tfapp import host_loop  # noqa: E402
 from tfapp import run as run_lib  # noqa: E402
+from tfapp.config import ConfigError  # noqa: E402
 
 
 def summary_line(content):
@@ -34,7 +35,11 @@ def summary_line(content):
 
 def _run_jax(config):
     """--backend=jax: re-runs this command with KERAS_BACKEND=jax (Keras picks its backend once, at import)."""
+    import importlib.util
     import keras
+    if importlib.util.find_spec("jax") is None:
+        raise ConfigError("--backend=jax: JAX is not installed; pip install -e \".[jax]\" (on TPU VMs: "
+                          "pip install \"jax[tpu]\")")
     if keras.backend.backend() != "jax":
         sys.stdout.flush()
         os.execve(sys.executable, [sys.executable, "-m", "tfapp.cli.train", *sys.argv[1:]],
