@@ -25,15 +25,14 @@ import tensorflow as tf  # tf.data and tf.io.gfile only: the model runs on JAX
 import pipelines
 from tfapp import checkpoints, plots, report
 
-WEIGHTS_FILE = checkpoints.WEIGHTS_FILE
 
 
 class _Recorder(keras.callbacks.Callback):
     """Logs train/eval metrics per `fit` epoch (= one eval interval) and times the steps after the first epoch."""
 
-    def __init__(self, run_log, steps_per_epoch, main_metric):
+    def __init__(self, run_log, steps_per_epoch):
         super().__init__()
-        self.run_log, self.steps_per_epoch, self.main_metric = run_log, steps_per_epoch, main_metric
+        self.run_log, self.steps_per_epoch = run_log, steps_per_epoch
         self.epoch_times, self.eval_metrics, self.first_epoch_seconds = [], {}, None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -111,22 +110,21 @@ def train(config, task, source, build_optimizer, start_time):
     checkpoints.write_config(config.model_dir, dataclasses.asdict(config))
     run_log = report.RunLog(config.model_dir)
     run_log.log_hparams(dataclasses.asdict(config))
-    recorder = _Recorder(run_log, config.eval_every, task.main_metric)
+    recorder = _Recorder(run_log, config.eval_every)
     epochs = max(1, config.train_steps // config.eval_every)
     model.fit(train_data, steps_per_epoch=config.eval_every, epochs=epochs, validation_data=eval_data,
               callbacks=[recorder], verbose=2)
     run_log.close()
-    model.save_weights(report.join(config.model_dir, WEIGHTS_FILE))
-    final = dict(recorder.eval_metrics)
-    if task.evaluate_extra:
-        final.update(task.evaluate_extra(model, source, eval_data))
+    model.save_weights(report.join(config.model_dir, checkpoints.WEIGHTS_FILE))
+    extra, baselines = task.whole_test_set_figures(model, source, config, eval_data)
+    final = {**recorder.eval_metrics, **extra}
     export_path = _export_in_tensorflow_process(config.model_dir) if config.export else None
     plots.plot_curves(run_log, task.main_metric, report.join(config.model_dir, "curves.png"),
                       title=f"{task.name} / {config.model} — JAX DataParallel × {len(devices)}")
     speed = recorder.steps_per_second
     content = {
         "task": task.name, "config": dataclasses.asdict(config), "backend": "jax",
-        "final_metrics": final, "baselines": task.baselines(source, config) if task.baselines else None,
+        "final_metrics": final, "baselines": baselines,
         "steps": epochs * config.eval_every, "status": "finished", "main_metric": task.main_metric,
         "steps_per_second": speed, "examples_per_second": speed * config.batch_size if speed else None,
         "time_to_first_step_s": recorder.first_epoch_seconds, "wall_time_s": time.time() - start_time,

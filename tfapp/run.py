@@ -170,11 +170,11 @@ def choose_trainer(experiment):
 def extra_metrics(experiment, outcome):
     """Adds the task's whole-test-set metrics (entity F1, recall@k) to the final metrics, and its baselines."""
     task, source, config = experiment.task, experiment.source, experiment.config
-    outcome.baselines = task.baselines(source, config) if task.baselines else None
-    if task.evaluate_extra and outcome.eval_metrics is not None:
-        batches = pipelines.eval_dataset(source.splits["test"], task.preprocessor(source.spec), config.batch_size,
-                                         source.num_examples["test"], vectorized=task.vectorized_preprocess)
-        outcome.eval_metrics.update(task.evaluate_extra(experiment.model, source, batches))
+    batches = pipelines.eval_dataset(source.splits["test"], task.preprocessor(source.spec), config.batch_size,
+                                     source.num_examples["test"], vectorized=task.vectorized_preprocess)
+    extra, outcome.baselines = task.whole_test_set_figures(experiment.model, source, config, batches)
+    if outcome.eval_metrics is not None:
+        outcome.eval_metrics.update(extra)
 
 
 def train(experiment, start_time=None, callbacks=()):

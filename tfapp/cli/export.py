@@ -22,8 +22,6 @@ from tfapp import checkpoints, export, report  # noqa: E402
 from tfapp import run as run_lib  # noqa: E402
 from tfapp.config import Config, ConfigError  # noqa: E402
 
-WEIGHTS_FILE = checkpoints.WEIGHTS_FILE
-
 FLAGS = flags.FLAGS
 
 
@@ -38,9 +36,10 @@ def load_run_config(model_dir):
     path = report.join(model_dir, checkpoints.CONFIG_FILE)
     if not tf.io.gfile.exists(path):
         raise ConfigError(f"--model_dir={model_dir}: no {checkpoints.CONFIG_FILE} (not a tfapp run directory)")
-    if checkpoints.latest(model_dir) is None and not tf.io.gfile.exists(report.join(model_dir, WEIGHTS_FILE)):
-        raise ConfigError(f"--model_dir={model_dir}: no checkpoint (or {WEIGHTS_FILE} of a --backend=jax run) "
-                          "to export")
+    weights = report.join(model_dir, checkpoints.WEIGHTS_FILE)
+    if checkpoints.latest(model_dir) is None and not tf.io.gfile.exists(weights):
+        raise ConfigError(f"--model_dir={model_dir}: no checkpoint (or {checkpoints.WEIGHTS_FILE} of a --backend=jax "
+                          "run) to export")
     with tf.io.gfile.GFile(path) as f:
         saved = json.load(f)
     names = {field.name for field in dataclasses.fields(Config)}
@@ -54,7 +53,7 @@ def export_run(model_dir, export_dir=None, tflite=False):
     experiment = run_lib.prepare(load_run_config(model_dir))
     config, task = experiment.config, experiment.task
     if experiment.resumed_from is None:  # a --backend=jax run: Keras weights file instead of a TF checkpoint
-        experiment.model.load_weights(report.join(model_dir, WEIGHTS_FILE))
+        experiment.model.load_weights(report.join(model_dir, checkpoints.WEIGHTS_FILE))
     path = export.export_saved_model(
         experiment.model, lambda: task.models[config.model](config, experiment.source.spec), task.serving,
         export_dir or report.join(model_dir, "export"), experiment.source.spec)

@@ -43,6 +43,12 @@ class Task:
         """This task as trained with `--model=model_name` (its variant's fields replaced)."""
         return dataclasses.replace(self, **self.variants.get(model_name, {}))
 
+    def whole_test_set_figures(self, model, source, config, eval_batches):
+        """(metrics that need a whole pass over the test split, baselines) of a trained model; either may be {}
+        or None when the task has no such hook. `eval_batches`: (features, label, weight) batches of the test set."""
+        extra = self.evaluate_extra(model, source, eval_batches) if self.evaluate_extra else {}
+        return extra, self.baselines(source, config) if self.baselines else None
+
     def preprocessor(self, spec):
         """The tf.data preprocess function for a source with this (adapted) spec."""
         return self.preprocess_for(spec) if self.preprocess_for else self.preprocess
