@@ -6,12 +6,18 @@
 Workloads (batch 128, Adam, sparse categorical cross-entropy, random data from a repeated tf.data pipeline):
   mlp  784-256-10
   cnn  28×28×1 conv32-pool-conv64-pool-dense128-dense10
-Runners: fit (defaults), fit_spe32 (`steps_per_execution=32`), tfapp_n32 (`steps_per_loop=32`, no XLA, the
-default strategy that `--strategy=auto` picks on one device), tfapp_auto (`--jit_compile=auto
---steps_per_loop=auto`: measured), tfapp_onedevice (N=32 on OneDeviceStrategy), tfapp_mirrored2 (N=32 on Mirrored
-over two logical CPUs), tfapp_bf16 (N=32, mixed_bfloat16: a different precision, not a like-for-like ratio). Prints one JSON line per run {"workload", "runner", "round", "steps_per_s"}, then per workload the
-median steps/s of every runner and the ratios tfapp / plain fit and tfapp / best fit. The machine is shared and
-noisy: only ratios within one invocation mean anything.
+Runners:
+  fit              `fit` with defaults, timed between epoch ends inside one `fit` call
+  fit_spe32        the same with `steps_per_execution=32`
+  hand_loop        the leanest loop we can write: 32 steps of tape + Adam per tf.function, no metrics
+  tfapp_n32        `steps_per_loop=32`, no XLA, the default strategy that `--strategy=auto` picks on one device
+  tfapp_auto       `--jit_compile=auto --steps_per_loop=auto`: measured
+  tfapp_onedevice  N=32 on OneDeviceStrategy
+  tfapp_mirrored2  N=32 on Mirrored over two logical CPUs
+  tfapp_bf16       N=32, mixed_bfloat16: a different precision, not a like-for-like ratio
+Prints one JSON line per run {"workload", "runner", "round", "steps_per_s"}, then per workload the median steps/s
+of every runner and the ratios of each loop to plain fit and to the best fit. The machine is shared and noisy:
+only ratios within one invocation mean anything.
 """
 import argparse
 import json
@@ -22,7 +28,7 @@ import sys
 import time
 
 BATCH = 128
-RUNNERS = ("fit", "fit_spe32", "tfapp_n32", "tfapp_auto", "tfapp_onedevice", "tfapp_mirrored2", "tfapp_bf16")
+RUNNERS = ("fit", "fit_spe32", "hand_loop", "tfapp_n32", "tfapp_auto", "tfapp_onedevice", "tfapp_mirrored2", "tfapp_bf16")
 
 
 def build_model(workload):
@@ -53,18 +59,57 @@ def dataset(workload, global_batch=BATCH, input_context=None):
 
 
 def time_fit(workload, seconds, steps_per_execution):
+    """Steady-state steps/s of one `fit` call, timed between epoch ends by a callback (the first epoch carries
+    tracing). Timing whole repeated `fit` calls instead would add Keras' start-up and tear-down of each call: on
+    this machine some `fit(steps_per_execution=32)` calls spent ~15 s outside their batches, which is not what
+    a user with one long `fit` sees."""
     import keras
     model = build_model(workload)
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   steps_per_execution=steps_per_execution)
-    data = dataset(workload)
-    steps = 64 * steps_per_execution if steps_per_execution > 1 else 64
-    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)  # compile + warm-up
+    steps = 256  # per epoch: 8 executions of 32, or 256 of one step
+    timing = {}
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.perf_counter()
+            if epoch == 0:
+                timing["start"], timing["steps"] = now, 0
+                return
+            timing["steps"] += steps
+            timing["seconds"] = now - timing["start"]
+            if timing["seconds"] >= seconds:
+                self.model.stop_training = True
+
+    model.fit(dataset(workload), steps_per_epoch=steps, epochs=10_000, verbose=0, callbacks=[Clock()])
+    return timing["steps"] / timing["seconds"]
+
+
+def time_hand_loop(workload, seconds, steps_per_loop=32):
+    """The leanest loop we can write: N steps of tape + Adam in one tf.function, no metrics, no strategy."""
+    import keras
+    import tensorflow as tf
+    model, optimizer = build_model(workload), keras.optimizers.Adam(1e-3)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer.build(model.trainable_variables)
+    iterator = iter(dataset(workload))
+
+    @tf.function
+    def train(n):
+        for _ in tf.range(n):
+            x, y = next(iterator)
+            with tf.GradientTape() as tape:
+                value = loss(y, model(x, training=True))
+            gradients = tape.gradient(value, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+
+    n = tf.constant(steps_per_loop)
+    train(n)  # compile + warm-up
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-        done += steps
+        train(n)
+        done += steps_per_loop
     return done / (time.perf_counter() - start)
 
 
@@ -103,6 +148,8 @@ def child(workload, runner, seconds):
         return time_fit(workload, seconds, 1)
     if runner == "fit_spe32":
         return time_fit(workload, seconds, 32)
+    if runner == "hand_loop":
+        return time_hand_loop(workload, seconds)
     if runner == "tfapp_n32":
         return time_tfapp(workload, seconds, "default", 32, False)
     if runner == "tfapp_auto":
@@ -145,7 +192,7 @@ def main():
         best_fit = max(v for k, v in medians.items() if k.startswith("fit"))
         summary = {"workload": workload, "median_steps_per_s": {k: round(v, 1) for k, v in medians.items()}}
         for runner, speed in medians.items():
-            if runner.startswith("tfapp"):
+            if runner.startswith("tfapp") or runner == "hand_loop":
                 summary[f"{runner}/fit"] = round(speed / medians.get("fit", float("nan")), 2)
                 summary[f"{runner}/best_fit"] = round(speed / best_fit, 2)
         print(json.dumps(summary), flush=True)

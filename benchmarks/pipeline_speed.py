@@ -10,8 +10,9 @@ Cases (data made in a temporary folder from data that ships offline):
   npz       digits task on the embedded digits arrays
   tfrecord  digits task on the same digits written by `tfapp-data convert --format=tfrecord`
 Prints one JSON line per case: pipeline_examples_per_s (batches taken 64 at a time inside one tf.function, as the
-training loop takes them: a Python `next()` per batch would measure Python), loop_examples_per_s, their ratio and
-the loop run's input_wait_fraction. Targets on this CPU: ratio >= 3 for images and csv, input wait <= 5%.
+training loop takes them: a Python `next()` per batch would measure Python), loop_examples_per_s, their ratio, and
+the loop run's input_wait_fraction (blocked in `next()`) and input_handover_fraction (wait + slicing a batch out
+of a block of in-memory batches). Targets on this CPU: ratio >= 3 for images and csv, input wait <= 5%.
 """
 import argparse
 import json
@@ -90,7 +91,7 @@ def loop_speed(flags, scratch, name):
         raise RuntimeError(out.stderr[-1000:])
     with open(os.path.join(model_dir, "report.json")) as f:
         report = json.load(f)
-    return report["examples_per_second"], report["input_wait_fraction"]
+    return report["examples_per_second"], report["input_wait_fraction"], report["input_handover_fraction"]
 
 
 def main():
@@ -107,19 +108,21 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         cases = make_cases(scratch)
         for name in args.cases.split(","):
-            pipe, loop, wait = [], [], []
+            pipe, loop, wait, handover = [], [], [], []
             for _ in range(args.rounds):
                 out = subprocess.run([sys.executable, __file__, "--child", "1", f"--seconds={args.seconds}",
                                       *cases[name]], capture_output=True, text=True, env=env, cwd=ROOT)
                 if out.returncode:
                     raise RuntimeError(out.stderr[-1000:])
                 pipe.append(json.loads(out.stdout.strip().splitlines()[-1])["examples_per_s"])
-                speed, input_wait = loop_speed(cases[name], scratch, name)
+                speed, input_wait, input_handover = loop_speed(cases[name], scratch, name)
                 loop.append(speed)
                 wait.append(input_wait)
+                handover.append(input_handover)
             p, l = statistics.median(pipe), statistics.median(loop)
             print(json.dumps({"case": name, "pipeline_examples_per_s": round(p), "loop_examples_per_s": round(l),
-                              "pipeline/loop": round(p / l, 2), "input_wait_fraction": round(statistics.median(wait), 4)}),
+                              "pipeline/loop": round(p / l, 2), "input_wait_fraction": round(statistics.median(wait), 4),
+                              "input_handover_fraction": round(statistics.median(handover), 4)}),
                   flush=True)
 
 

@@ -7,8 +7,8 @@ pipeline (one per host) reads its own shard and batches with the per-replica bat
 `vectorized=True` (a task whose preprocess works on whole batches) the map runs once per batch after `batch`
 instead of once per example: on the digits CNN that took the loop from 283 to 389 steps/s on 2 cores, where the
 per-example map competed with the model for the CPU (`benchmarks/pipeline_speed.py`). In-memory arrays are gathered and
-preprocessed BLOCK batches per map call, then split again in the same order: the 20,000-row CSV pipeline went
-from ~188,000 to ~580,000 examples/s. A vectorized preprocess must therefore treat rows independently. Batches keep a static
+preprocessed a block of up to 64 batches per map call (`block_batches`), then split again in the same order: the
+20,000-row CSV pipeline went from ~188,000 to ~580,000 examples/s at 16 batches per block. A vectorized preprocess must therefore treat rows independently. Batches keep a static
 shape (`drop_remainder=True`), as TPUs and XLA need. The eval set is padded to whole global batches with
 weight-0 examples instead of being cut, so every test example counts exactly once.
 """
@@ -18,7 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
-BLOCK = 16  # in-memory arrays: batches gathered and preprocessed per map call (preprocess must be per-row)
+MAX_BLOCK = 64  # in-memory arrays: at most this many batches gathered and preprocessed per map call
+BLOCK_BYTES = 8 << 20  # … and at most ~8 MiB of rows per block (raw bytes ×4 for what preprocess adds)
 
 
 def _context(input_context):
@@ -52,22 +53,31 @@ def _batches_to_skip(skip_steps, context):
     return skip_steps * (context.num_replicas_in_sync // context.num_input_pipelines)
 
 
+def block_batches(arrays, batch):
+    """Batches per block for in-memory `arrays` at per-replica `batch`: 64 for small rows (a table, digits),
+    fewer for large ones (a 32×32×3 image batch of 128 gives 2), never below 1. The preprocess must treat rows
+    independently, since it sees a whole block at once."""
+    row_bytes = sum(np.asarray(a).dtype.itemsize * int(np.prod(np.shape(a)[1:])) for a in tf.nest.flatten(arrays))
+    return int(max(1, min(MAX_BLOCK, BLOCK_BYTES // max(1, 4 * row_bytes * batch))))
+
+
 def _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps=0, blocks=False):
     """In-memory arrays: shuffle and batch example *indices*, then gather whole batches (one op per batch)."""
     num_examples = len(arrays["y"])
     indices = _shard(tf.data.Dataset.range(num_examples), context)
     indices = indices.shuffle(num_examples, seed=seed + context.input_pipeline_id, reshuffle_each_iteration=True)
     indices = indices.repeat().batch(batch, drop_remainder=True).skip(_batches_to_skip(skip_steps, context))
-    # Blocks of BLOCK batches: one gather + preprocess call per block, then split into batches again (unbatch of
+    # Blocks of `size` batches: one gather + preprocess call per block, then split into batches again (unbatch of
     # the leading axis is one slice per batch). The order of batches is the same as batch by batch.
-    indices = indices.batch(BLOCK, drop_remainder=True)
+    size = block_batches(arrays, batch)
+    indices = indices.batch(size, drop_remainder=True)
     packed, unpack = pack_columns(arrays)
     # from_tensors hands the arrays to the dataset as inputs (not graph constants); repeat() does not copy them.
     tables = tf.data.Dataset.from_tensors(tf.nest.map_structure(tf.convert_to_tensor, packed)).repeat()
 
     def block(index, table):
         rows = preprocess(unpack(tf.nest.map_structure(lambda a: tf.gather(a, tf.reshape(index, [-1])), table)))
-        return tf.nest.map_structure(lambda t: tf.reshape(t, [BLOCK, batch, *t.shape[1:]]), rows)
+        return tf.nest.map_structure(lambda t: tf.reshape(t, [size, batch, *t.shape[1:]]), rows)
 
     dataset = tf.data.Dataset.zip((indices, tables)).map(block, num_parallel_calls=AUTOTUNE, deterministic=True)
     return (dataset if blocks else dataset.unbatch()).prefetch(AUTOTUNE)
@@ -98,8 +108,9 @@ def train_dataset(make_split, preprocess, global_batch_size, seed, input_context
 
     `arrays` ({"x", "y"} in memory) with a vectorized preprocess takes the gather-by-index path.
     `skip_steps`: resume the same seeded order after that many global steps; skipped batches are not
-    preprocessed (the skip comes before the map). `blocks` (gather path only): yield the [BLOCK, batch, ...]
-    blocks themselves, for a loop that takes one block per BLOCK steps (`tfapp.loop.Trainer(block=…)`)."""
+    preprocessed (the skip comes before the map). `blocks` (gather path only): yield the [K, batch, ...] blocks
+    themselves (K = `block_batches(arrays, batch)`), for a loop that takes one block per K steps
+    (`tfapp.loop.Trainer(block=K)`)."""
     context = _context(input_context)
     batch = per_replica_batch_size(global_batch_size, context)
     skip = _batches_to_skip(skip_steps, context)

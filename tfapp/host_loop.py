@@ -35,7 +35,8 @@ class Outcome:
     compile_seconds: float = 0.0
     timed_steps: int = 0          # steps after the first loop (which carries tracing/compilation)
     timed_seconds: float = 0.0
-    input_wait_seconds: float = 0.0  # time the timed loops waited for input batches
+    input_wait_seconds: float = 0.0  # time the timed loops were blocked in next(iterator)
+    input_handover_seconds: float = 0.0  # time from asking for a batch to having it (wait + slicing a block)
     stopped_early: bool = False
     stopped_by_signal: str = ""   # "SIGTERM" / "SIGINT" when interrupted
     nan_restores: list = dataclasses.field(default_factory=list)  # steps at which a NaN loss was restored
@@ -49,6 +50,12 @@ class Outcome:
         if not self.measured_input_wait or not self.timed_seconds:
             return None
         return self.input_wait_seconds / self.timed_seconds
+
+    @property
+    def input_handover_fraction(self):
+        if not self.measured_input_wait or not self.timed_seconds:
+            return None
+        return self.input_handover_seconds / self.timed_seconds
 
     @property
     def steps_per_second(self):
@@ -177,6 +184,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
             else:
                 outcome.timed_steps, outcome.timed_seconds = outcome.timed_steps + size, outcome.timed_seconds + elapsed
                 outcome.input_wait_seconds += trainer.last_input_wait
+                outcome.input_handover_seconds += trainer.last_input_handover
             step += size
             outcome.steps = step
             run_log.log(step, "train", train_values)

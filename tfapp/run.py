@@ -112,8 +112,10 @@ def prepare(config):
 
     # One replica on in-memory arrays: the loop takes a block of batches per next() (the per-step hand-over is
     # what limits tiny models); with several replicas each step takes its per-replica batches as usual.
-    block = pipelines.BLOCK if (source.arrays and task.vectorized_preprocess
-                                and strategy.num_replicas_in_sync == 1) else None
+    block = None
+    if source.arrays and task.vectorized_preprocess and strategy.num_replicas_in_sync == 1:
+        block = pipelines.block_batches(source.arrays["train"], config.batch_size)
+        block = block if block > 1 else None
 
     def make_train_data(skip_steps):
         return strategy.distribute_datasets_from_function(lambda context: pipelines.train_dataset(

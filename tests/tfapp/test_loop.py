@@ -85,24 +85,54 @@ def test_every_task_step_compiles_with_xla_and_static_shapes(task_name, tmp_path
         assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), model_name
 
 
-def test_block_hand_over_trains_exactly_like_one_batch_per_step():
-    """One next() per 16 steps (blocks kept in variables) over uneven loop sizes = one next() per step."""
+@pytest.mark.parametrize("task_name,data,model_name", [("digits", "embedded:digits", "mlp"),
+                                                        ("regression", "embedded:diabetes", "linear")])
+def test_block_hand_over_trains_exactly_like_one_batch_per_step(task_name, data, model_name):
+    """One next() per K steps (blocks kept in variables, columns of one dtype stacked) over loop sizes that cross
+    block boundaries = one next() per step. Diabetes has ten float columns: one stacked group."""
     import keras
-    task = tasks.get_task("digits")
-    source = pipelines.load("embedded:digits")
-    config = config_lib.Config(model="mlp", strategy="default").resolved()
+    task = tasks.get_task(task_name)
+    source = pipelines.load(data)
+    config = config_lib.Config(task=task_name, model=model_name, strategy="default").resolved()
     strategy = strategies.get_strategy("default")
+    block = pipelines.block_batches(source.arrays["train"], 64)
+    assert block == pipelines.batching.MAX_BLOCK
     weights = []
     for blocks in (False, True):
         keras.utils.set_random_seed(0)
         model, optimizer = run.build_model(config, task, source.spec), run.build_optimizer(config)
-        data = pipelines.train_dataset(source.splits["train"], task.preprocess, 64, seed=0, vectorized=True,
-                                       arrays=source.arrays["train"], blocks=blocks)
+        data = pipelines.train_dataset(source.splits["train"], task.preprocessor(source.spec), 64, seed=0,
+                                       vectorized=True, arrays=source.arrays["train"], blocks=blocks)
         trainer = loop.Trainer(strategy, model, optimizer, task.loss(), task.metrics, 64,
-                               block=pipelines.BLOCK if blocks else None)
+                               block=block if blocks else None)
         iterator = iter(data)
         trainer.reset_input()
-        for size in (1, 16, 7, 16, 3):
+        for size in (1, block, 7, block + 6, 3):
             trainer.train(iterator, size)
+            assert 0 <= trainer.last_input_wait <= trainer.last_input_handover
         weights.append(model.get_weights())
     assert all(np.array_equal(a, b) for a, b in zip(*weights))
+
+
+def test_input_wait_shows_an_input_bound_run():
+    """A pipeline that sleeps 20 ms per batch makes the loop wait: most of the train call is input wait."""
+    import time
+    task = tasks.get_task("digits")
+    source = pipelines.load("embedded:digits")
+    config = config_lib.Config(model="mlp", strategy="default").resolved()
+    model, optimizer = run.build_model(config, task, source.spec), run.build_optimizer(config)
+
+    def slow(x, y):
+        tf.py_function(lambda: time.sleep(0.02), [], [])
+        return x, y
+
+    data = pipelines.train_dataset(source.splits["train"], task.preprocess, 32, seed=0, vectorized=True)
+    data = data.map(slow).prefetch(1)  # the sleep stands for a slow decoder or a remote file system
+    trainer = loop.Trainer(strategies.get_strategy("default"), model, optimizer, task.loss(), task.metrics, 32)
+    iterator = iter(data)
+    trainer.train(iterator, 2)  # tracing
+    start = time.perf_counter()
+    trainer.train(iterator, 10)
+    elapsed = time.perf_counter() - start
+    assert trainer.last_input_wait > 0.5 * elapsed, (trainer.last_input_wait, elapsed)
+    assert trainer.last_input_handover >= trainer.last_input_wait
