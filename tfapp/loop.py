@@ -6,7 +6,10 @@
 a tensor, so a shorter last loop does not retrace. The per-replica step averages the per-example loss over the
 *global* batch (`tf.nn.compute_average_loss`), so the gradients summed across replicas by the optimizer equal the
 single-device gradient. Metrics are Keras metrics with on-read variables: reading them sums over replicas.
-The loop knows nothing of tasks, files or flags.
+Three input paths: *block* (one replica, in-memory arrays: one next() per K batches, sliced per step from
+variables), *overlap* (one replica otherwise: the next batch is fetched while the step runs) and *plain* (several
+replicas: next() then step). All three give the same batches in the same order; call `reset_input()` whenever a
+new iterator starts. The loop knows nothing of tasks, files or flags.
 """
 import keras
 import tensorflow as tf
@@ -128,10 +131,10 @@ class Trainer:
                 variable.assign(leaf)
         self._pending_valid = True
 
-    def _overlapped_step(self, iterator, spec):
+    def _overlapped_step(self, iterator):
         """Runs the step on the pending batch while next() fetches the following one into the pending
         variables; returns the seconds the fetch outlasted the step (the loop waited for input)."""
-        batch = tf.nest.pack_sequence_as(spec, [variable.read_value() for variable in self._pending])
+        batch = tf.nest.pack_sequence_as(self._pending_spec, [variable.read_value() for variable in self._pending])
         with tf.control_dependencies(tf.nest.flatten(batch)):
             upcoming = tf.nest.flatten(next(iterator))
         stored = [variable.assign(leaf) for variable, leaf in zip(self._pending, upcoming)]
@@ -151,7 +154,7 @@ class Trainer:
         times = tf.zeros([2], tf.float64)
         for _ in tf.range(num_steps):
             if self.overlap_input:
-                wait = self._overlapped_step(iterator, self._pending_spec)
+                wait = self._overlapped_step(iterator)
                 times += tf.stack([wait, wait])
             elif self.measure_input_wait:
                 start = tf.timestamp()
