@@ -6,6 +6,11 @@
 Workloads (batch 128, Adam, sparse categorical cross-entropy, random data from a repeated tf.data pipeline):
   mlp  784-256-10
   cnn  28×28×1 conv32-pool-conv64-pool-dense128-dense10
+Pipelines (the same for every runner): `--pipeline=batches` (default) holds 16 random batches and hands out one
+whole batch per element, so the runners measure the loop; `--pipeline=examples` batches 2,048 random examples
+one by one (`from_tensor_slices(...).batch(128)`), which on 2 cores takes a share of the CPU from every runner
+at the MLP's step rates. On one replica the tfapp runners take the same batches grouped into blocks of K
+(`.batch(K)`, K = `pipelines.block_batches`, one `next()` per K steps), as `tfapp-train` does for in-memory data.
 Runners:
   fit              `fit` with defaults, timed between epoch ends inside one `fit` call
   fit_spe32        the same with `steps_per_execution=32`
@@ -28,6 +33,7 @@ import sys
 import time
 
 BATCH = 128
+PIPELINE = "batches"  # or "examples": set by --pipeline in the parent and in every child
 RUNNERS = ("fit", "fit_spe32", "hand_loop", "tfapp_n32", "tfapp_auto", "tfapp_onedevice", "tfapp_mirrored2", "tfapp_bf16")
 
 
@@ -47,15 +53,28 @@ def build_model(workload):
     return keras.Model(inputs, keras.layers.Dense(10)(x))
 
 
-def dataset(workload, global_batch=BATCH, input_context=None):
+def arrays(workload):
     import numpy as np
-    import tensorflow as tf
     shape = (784,) if workload == "mlp" else (28, 28, 1)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((BATCH * 16, *shape)).astype("float32")
-    y = rng.integers(0, 10, BATCH * 16).astype("int32")
+    return (rng.standard_normal((BATCH * 16, *shape)).astype("float32"),
+            rng.integers(0, 10, BATCH * 16).astype("int32"))
+
+
+def dataset(workload, global_batch=BATCH, input_context=None, block=None):
+    """Endless batches of random data; `block=K` groups K batches per element (for `Trainer(block=K)`)."""
+    import tensorflow as tf
+    x, y = arrays(workload)
     batch = input_context.get_per_replica_batch_size(global_batch) if input_context else global_batch
-    return tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(batch, drop_remainder=True).prefetch(-1)
+    if PIPELINE == "examples":
+        data = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(batch, drop_remainder=True)
+    else:
+        batches = len(y) // batch
+        data = tf.data.Dataset.from_tensor_slices((x[:batches * batch].reshape(batches, batch, *x.shape[1:]),
+                                                   y[:batches * batch].reshape(batches, batch))).repeat()
+    if block:
+        data = data.batch(block, drop_remainder=True)
+    return data.prefetch(-1)
 
 
 def time_fit(workload, seconds, steps_per_execution):
@@ -115,6 +134,7 @@ def time_hand_loop(workload, seconds, steps_per_loop=32):
 
 def time_tfapp(workload, seconds, strategy_name, steps_per_loop, jit_compile, policy="float32"):
     import keras
+    import pipelines
     import strategies
     from tfapp import autotune, loop
     strategy = strategies.get_strategy(strategy_name, num_cpu_devices=2 if strategy_name == "mirrored" else None)
@@ -123,15 +143,20 @@ def time_tfapp(workload, seconds, strategy_name, steps_per_loop, jit_compile, po
         model = build_model(workload)
         optimizer = keras.optimizers.Adam(1e-3)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-    data = strategy.distribute_datasets_from_function(lambda context: dataset(workload, BATCH, context))
+    block = None
+    if strategy.num_replicas_in_sync == 1:  # as tfapp.run does for in-memory arrays
+        x, y = arrays(workload)
+        block = pipelines.block_batches({"x": x, "y": y}, BATCH)
+        block = block if block > 1 else None
+    data = strategy.distribute_datasets_from_function(lambda context: dataset(workload, BATCH, context, block))
     iterator = iter(data)
 
     def make_trainer(jit):
-        return loop.Trainer(strategy, model, optimizer, loss, lambda: [], BATCH, jit_compile=jit)
+        return loop.Trainer(strategy, model, optimizer, loss, lambda: [], BATCH, jit_compile=jit, block=block)
 
     if steps_per_loop == "auto":
-        result = autotune.autotune(make_trainer, iterator, jit_candidates=autotune.jit_candidates("auto", strategy),
-                                   budget_seconds=4.0)
+        jits = autotune.jit_candidates("auto", strategy, blocks=bool(block))
+        result = autotune.autotune(make_trainer, iterator, jit_candidates=jits, budget_seconds=4.0)
         trainer, steps_per_loop = result.trainer, result.steps_per_loop
     else:
         trainer = make_trainer(jit_compile)
@@ -167,8 +192,12 @@ def main():
     parser.add_argument("--runners", default=",".join(RUNNERS))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per run, after warm-up")
+    parser.add_argument("--pipeline", choices=("batches", "examples"), default="batches",
+                        help="whole batches per element (default) or examples batched one by one")
     parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "RUNNER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global PIPELINE
+    PIPELINE = args.pipeline
     if args.child:
         print(json.dumps({"steps_per_s": child(*args.child, args.seconds)}))
         return
@@ -178,8 +207,9 @@ def main():
     for round_index in range(args.rounds):
         for workload in args.workloads.split(","):
             for runner in args.runners.split(","):  # alternating: every runner once per round
-                out = subprocess.run([sys.executable, __file__, "--child", workload, runner,
-                                      f"--seconds={args.seconds}"], capture_output=True, text=True, env=env)
+                command = [sys.executable, __file__, "--child", workload, runner, f"--seconds={args.seconds}",
+                           f"--pipeline={args.pipeline}"]
+                out = subprocess.run(command, capture_output=True, text=True, env=env)
                 if out.returncode:
                     print(json.dumps({"workload": workload, "runner": runner, "error": out.stderr[-500:]}))
                     continue

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
 MAX_BLOCK = 64  # in-memory arrays: at most this many batches gathered and preprocessed per map call
-BLOCK_BYTES = 8 << 20  # … and at most ~8 MiB of rows per block (raw bytes ×4 for what preprocess adds)
+BLOCK_BYTES = 32 << 20  # … and at most ~32 MiB of rows per block (raw bytes ×4 for what preprocess adds)
 
 
 def _context(input_context):
@@ -55,7 +55,9 @@ def _batches_to_skip(skip_steps, context):
 
 def block_batches(arrays, batch):
     """Batches per block for in-memory `arrays` at per-replica `batch`: 64 for small rows (a table, digits),
-    fewer for large ones (a 32×32×3 image batch of 128 gives 2), never below 1. The preprocess must treat rows
+    fewer for large ones (at batch 128: 20 for 784 floats, 21 for 32×32×3 bytes, 5 for 32×32×3 floats), never
+    below 1. With XLA the loop runs a block's steps as one XLA program, so larger blocks also mean fewer XLA
+    calls (784-256-10 MLP: ~1,750 steps/s at 5 batches per block, ~2,200 at 20). The preprocess must treat rows
     independently, since it sees a whole block at once."""
     row_bytes = sum(np.asarray(a).dtype.itemsize * int(np.prod(np.shape(a)[1:])) for a in tf.nest.flatten(arrays))
     return int(max(1, min(MAX_BLOCK, BLOCK_BYTES // max(1, 4 * row_bytes * batch))))

@@ -3,7 +3,8 @@
     tfapp-train --jit_compile=auto --steps_per_loop=auto --autotune_seconds=3   # see report.json["autotune"]
 
 Keras decides XLA by a fixed rule (off on CPU, off under any strategy). On a CPU, XLA can halve a conv net's
-throughput and speed up a small dense one, so we time it instead. Each candidate (XLA on/off × steps per loop)
+throughput and speed up a small dense one, so we time it instead. Each candidate (XLA off / per step / per
+block of in-memory batches × steps per loop)
 runs real train steps on the real pipeline for a slice of `budget_seconds`; the model, optimizer and RNG
 variables are snapshotted first and restored after, so measuring leaves no trace on training: the run then
 starts from step 0 with the chosen setting and its own fresh iterator.
@@ -15,12 +16,13 @@ import tensorflow as tf
 
 STEPS_PER_LOOP_CANDIDATES = (1, 4, 16, 64)
 TIE = 0.03  # within 3% of the fastest counts as a tie: prefer no XLA, then fewer steps per loop
+JIT_ORDER = (False, True, "block")  # ties go to the earlier one
 
 
 @dataclasses.dataclass
 class AutotuneResult:
     trainer: object
-    jit_compile: bool
+    jit_compile: object  # False, True (XLA per step) or "block" (XLA per block of batches)
     steps_per_loop: int
     measurements: list
     seconds: float
@@ -30,17 +32,20 @@ class AutotuneResult:
                 "choice": {"jit_compile": self.jit_compile, "steps_per_loop": self.steps_per_loop}}
 
 
-def jit_candidates(choice, strategy):
-    """XLA settings worth measuring for `--jit_compile=choice` on `strategy`."""
+def jit_candidates(choice, strategy, blocks=False):
+    """XLA settings worth measuring for `--jit_compile=choice` on `strategy`; `blocks`: the loop takes blocks of
+    in-memory batches, so "block" (one XLA program per block) is a candidate too."""
     if choice in ("true", True):
         return [True]
     if choice in ("false", False):
         return [False]
+    if choice == "block":
+        return ["block" if blocks else True]
     if isinstance(strategy, tf.distribute.TPUStrategy):
         return [True]  # TPUs only run compiled steps
     if strategy.num_replicas_in_sync > 1 and not tf.config.list_logical_devices("GPU"):
         return [False]  # one replica per logical CPU: XLA cannot reach the other devices' variables
-    return [False, True]
+    return [False, True, "block"] if blocks else [False, True]
 
 
 def _snapshot(variables):
@@ -67,7 +72,7 @@ def _time_loops(trainer, iterator, steps_per_loop, seconds):
 def _choose(measurements):
     best = max(m["steps_per_second"] for m in measurements)
     ties = [m for m in measurements if m["steps_per_second"] >= (1 - TIE) * best]
-    return min(ties, key=lambda m: (m["jit_compile"], m["steps_per_loop"]))
+    return min(ties, key=lambda m: (JIT_ORDER.index(m["jit_compile"]), m["steps_per_loop"]))
 
 
 def autotune(make_trainer, iterator, jit_candidates, spl_candidates=STEPS_PER_LOOP_CANDIDATES,

@@ -14,7 +14,7 @@ import pipelines
 from tfapp import tasks
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
-JIT_CHOICES = ("auto", "true", "false")
+JIT_CHOICES = ("auto", "true", "false", "block")
 PRECISIONS = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}  # flag -> Keras policy
 LR_SCHEDULES = ("constant", "cosine")
 BACKENDS = ("tensorflow", "jax")
@@ -65,7 +65,7 @@ class Config:
     tpu: Optional[str] = None
     num_cpu_devices: Optional[int] = None    # split the CPU into N logical devices (Mirrored on a laptop)
     steps_per_loop: str = "auto"             # optimizer steps per host round-trip (one tf.function call), or auto
-    jit_compile: str = "auto"                # auto | true | false
+    jit_compile: str = "auto"                # auto | true | false | block
     autotune_seconds: float = 3.0            # measuring budget of the auto settings (XLA compile time on top)
     mixed_precision: str = "none"            # none | bfloat16 | float16 (float16 adds dynamic loss scaling)
     lr_schedule: str = "constant"            # constant | cosine (decay to 0 over train_steps, after warmup)

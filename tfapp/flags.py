@@ -90,8 +90,10 @@ def define_flags():
     flags.DEFINE_string("steps_per_loop", "auto", "Optimizer steps per host round-trip (one tf.function call), "
                         "or auto: measured among 1, 4, 16, 64. Progress, eval and checkpoints happen between loops.")
     flags.DEFINE_enum("jit_compile", "auto", list(config_lib.JIT_CHOICES),
-                      "XLA-compile the per-replica train step. auto: measured with and without on the real task "
-                      "(always on for TPU; off for Mirrored over logical CPUs, where XLA cannot run).")
+                      "XLA-compile the per-replica train step. block: one XLA program for the steps over each "
+                      "block of in-memory batches (one replica, in-memory data; otherwise the same as true). auto: "
+                      "measured without, per step and per block on the real task (always on for TPU; off for "
+                      "Mirrored over logical CPUs, where XLA cannot run).")
     flags.DEFINE_float("autotune_seconds", 3.0, "Time budget for measuring the auto settings (XLA compile time "
                        "comes on top); the measurements go into report.json under 'autotune'.")
     flags.DEFINE_enum("mixed_precision", "none", list(config_lib.PRECISIONS),

@@ -46,10 +46,11 @@ class Experiment:
 
 
 def check_jit_compile(choice, strategy):
-    """Rejects --jit_compile=true where XLA cannot run (one replica per logical CPU device)."""
-    if choice == "true" and autotune.jit_candidates("auto", strategy) == [False]:
-        raise ConfigError("--jit_compile=true: XLA cannot run one replica per logical CPU device (variables live on "
-                          "another CPU device than the compiled step); use --jit_compile=false|auto or one device")
+    """Rejects --jit_compile=true|block where XLA cannot run (one replica per logical CPU device)."""
+    if choice in ("true", "block") and autotune.jit_candidates("auto", strategy) == [False]:
+        raise ConfigError(f"--jit_compile={choice}: XLA cannot run one replica per logical CPU device (variables "
+                          "live on another CPU device than the compiled step); use --jit_compile=false|auto or one "
+                          "device")
 
 
 def build_optimizer(config):
@@ -150,7 +151,7 @@ def choose_trainer(experiment):
                             config.batch_size, jit_compile=jit, measure_input_wait=not config.deterministic,
                             block=experiment.block)
 
-    jits = autotune.jit_candidates(config.jit_compile, strategy)
+    jits = autotune.jit_candidates(config.jit_compile, strategy, blocks=bool(experiment.block))
     if config.deterministic and config.jit_compile == "auto":
         jits = [False]  # XLA and the plain step round differently: keep one numeric path
     fixed_spl = None if config.steps_per_loop == "auto" else int(config.steps_per_loop)

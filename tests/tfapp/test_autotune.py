@@ -13,6 +13,8 @@ def test_choose_prefers_fastest_then_no_xla_then_small_loops():
         return {"jit_compile": jit, "steps_per_loop": spl, "steps_per_second": speed}
     assert autotune._choose([m(False, 1, 100), m(False, 16, 150), m(True, 16, 300)])["jit_compile"] is True
     assert autotune._choose([m(False, 16, 299), m(True, 4, 300), m(False, 64, 300)]) == m(False, 16, 299)
+    assert autotune._choose([m("block", 16, 300), m(True, 64, 295), m(False, 64, 200)]) == m(True, 64, 295)
+    assert autotune._choose([m("block", 4, 400), m(True, 64, 295)]) == m("block", 4, 400)
 
 
 def test_autotune_measures_all_candidates_and_restores_variables():
@@ -45,6 +47,9 @@ def test_jit_candidates_follow_the_strategy():
     assert autotune.jit_candidates("auto", default) == [False, True]
     assert autotune.jit_candidates("false", default) == [False]
     assert autotune.jit_candidates("true", default) == [True]
+    assert autotune.jit_candidates("auto", default, blocks=True) == [False, True, "block"]
+    assert autotune.jit_candidates("block", default, blocks=True) == ["block"]
+    assert autotune.jit_candidates("block", default) == [True]  # no blocks: XLA per step
 
 
 def test_auto_run_records_autotune_in_report(tmp_path):

@@ -29,7 +29,7 @@ def test_explicit_values_win_over_defaults_but_smoke_sizes_win_over_both():
     ({"batch_size": 0}, "--batch_size must be a positive integer, got 0"),
     ({"learning_rate": -1.0}, "--learning_rate must be > 0"),
     ({"strategy": "gpu"}, "--strategy: unknown strategy 'gpu'; valid: auto, default"),
-    ({"jit_compile": "maybe"}, "--jit_compile: 'maybe' is not one of auto, true, false"),
+    ({"jit_compile": "maybe"}, "--jit_compile: 'maybe' is not one of auto, true, false, block"),
     ({"task": "forecasting", "season": 30}, "--season=30 is longer than --window=24"),
     ({"window": 0}, "--window must be a positive integer, got 0"),
     ({"vocab_size": 2}, "--vocab_size must be >= 3"),

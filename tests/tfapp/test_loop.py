@@ -120,6 +120,42 @@ def test_block_and_overlapped_hand_over_train_exactly_like_one_batch_per_step(ta
         assert all(np.array_equal(a, b) for a, b in zip(weights[0], other))
 
 
+def test_xla_over_whole_blocks_trains_like_one_xla_step_per_batch():
+    """jit_compile="block": one XLA program runs all the steps a block has left (a while loop slicing its batches);
+    the same batches in the same order as one XLA call per step, so the weights agree (bit for bit on this CPU;
+    the tolerance leaves room for XLA fusing a loop body differently elsewhere, a wrong batch is ~1e-2 off). Loop
+    sizes cross block boundaries: blocks used up within a call, blocks continued by the next call, a new
+    iterator. The steps over a block trace once whatever their start and count."""
+    import keras
+    task = tasks.get_task("digits")
+    source = pipelines.load("embedded:digits")
+    config = config_lib.Config(task="digits", model="mlp", strategy="default").resolved()
+    strategy = strategies.get_strategy("default")
+    block = pipelines.block_batches(source.arrays["train"], 64)
+    weights = []
+    for blocks in (False, True):
+        keras.utils.set_random_seed(0)
+        model, optimizer = run.build_model(config, task, source.spec), run.build_optimizer(config)
+        trainer = loop.Trainer(strategy, model, optimizer, task.loss(), task.metrics, 64,
+                               jit_compile="block" if blocks else True, block=block if blocks else None)
+        assert trainer.jit_compile == ("block" if blocks else True)
+        losses = []
+        for sizes in ((1, block, 7), (block + 6, 3)):
+            iterator = iter(pipelines.train_dataset(source.splits["train"], task.preprocessor(source.spec), 64,
+                                                    seed=0, vectorized=True, arrays=source.arrays["train"],
+                                                    blocks=blocks))
+            trainer.reset_input()
+            for size in sizes:
+                losses.append(trainer.train(iterator, size)["loss"])
+                assert 0 <= trainer.last_input_wait <= trainer.last_input_handover
+        if blocks:
+            assert trainer._block_steps.experimental_get_tracing_count() == 1
+        weights.append((losses, model.get_weights()))
+    np.testing.assert_allclose(weights[0][0], weights[1][0], rtol=1e-5)
+    for a, b in zip(weights[0][1], weights[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("overlap", [False, True])
 def test_input_wait_shows_an_input_bound_run(overlap):
     """A pipeline that sleeps 20 ms per batch makes the loop wait: most of the train call is input wait, whether
