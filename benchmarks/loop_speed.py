@@ -16,11 +16,11 @@ Runners:
   fit_spe32        the same with `steps_per_execution=32`
   hand_loop        the leanest loop we can write: 32 steps of tape + Adam per tf.function, no metrics
   tfapp_n32        `steps_per_loop=32`, no XLA, the default strategy that `--strategy=auto` picks on one device
-  tfapp_auto       `--jit_compile=auto --steps_per_loop=auto`: measured
+  tfapp_auto       `--jit_compile=auto --steps_per_loop=auto`: measured (no XLA / XLA per step / XLA per block)
   tfapp_onedevice  N=32 on OneDeviceStrategy
   tfapp_mirrored2  N=32 on Mirrored over two logical CPUs
   tfapp_bf16       N=32, mixed_bfloat16: a different precision, not a like-for-like ratio
-Prints one JSON line per run {"workload", "runner", "round", "steps_per_s"}, then per workload the median steps/s
+Prints one JSON line per run {"workload", "runner", "round", "steps_per_s"} (tfapp_auto adds its "choice"), then per workload the median steps/s
 of every runner and the ratios of each loop to plain fit and to the best fit. The machine is shared and noisy:
 only ratios within one invocation mean anything.
 """
@@ -33,6 +33,7 @@ import sys
 import time
 
 BATCH = 128
+CHOICE = {}  # what tfapp_auto chose, reported with its speed
 PIPELINE = "batches"  # or "examples": set by --pipeline in the parent and in every child
 RUNNERS = ("fit", "fit_spe32", "hand_loop", "tfapp_n32", "tfapp_auto", "tfapp_onedevice", "tfapp_mirrored2", "tfapp_bf16")
 
@@ -158,6 +159,7 @@ def time_tfapp(workload, seconds, strategy_name, steps_per_loop, jit_compile, po
         jits = autotune.jit_candidates("auto", strategy, blocks=bool(block))
         result = autotune.autotune(make_trainer, iterator, jit_candidates=jits, budget_seconds=4.0)
         trainer, steps_per_loop = result.trainer, result.steps_per_loop
+        CHOICE.update(result.to_json()["choice"])
     else:
         trainer = make_trainer(jit_compile)
         trainer.train(iterator, steps_per_loop)  # compile + warm-up
@@ -199,7 +201,7 @@ def main():
     global PIPELINE
     PIPELINE = args.pipeline
     if args.child:
-        print(json.dumps({"steps_per_s": child(*args.child, args.seconds)}))
+        print(json.dumps({"steps_per_s": child(*args.child, args.seconds), **CHOICE}))
         return
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": root}
@@ -213,10 +215,11 @@ def main():
                 if out.returncode:
                     print(json.dumps({"workload": workload, "runner": runner, "error": out.stderr[-500:]}))
                     continue
-                speed = json.loads(out.stdout.strip().splitlines()[-1])["steps_per_s"]
+                measured = json.loads(out.stdout.strip().splitlines()[-1])
+                speed = measured.pop("steps_per_s")
                 results.setdefault(workload, {}).setdefault(runner, []).append(speed)
                 print(json.dumps({"workload": workload, "runner": runner, "round": round_index,
-                                  "steps_per_s": round(speed, 1)}), flush=True)
+                                  "steps_per_s": round(speed, 1), **measured}), flush=True)
     for workload, by_runner in results.items():
         medians = {runner: statistics.median(speeds) for runner, speeds in by_runner.items()}
         best_fit = max(v for k, v in medians.items() if k.startswith("fit"))
