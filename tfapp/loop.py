@@ -12,7 +12,7 @@ replicas: next() then step). All three give the same batches in the same order; 
 new iterator starts. XLA: `jit_compile=True` compiles the per-replica step; `jit_compile="block"` (block path
 only, else it means True) compiles all the steps a block has left into one XLA program, a while loop slicing its
 batches out of the block: on the benchmark MLP that removes ~85 µs of XLA launch per ~0.5 ms step, but XLA on
-this CPU runs convolutions inside a while loop ~30× slower, so autotune measures it like any other candidate.
+this CPU runs convolutions inside a while loop ~35× slower, so autotune measures it like any other candidate.
 The loop knows nothing of tasks, files or flags.
 """
 import keras
@@ -124,14 +124,13 @@ class Trainer:
         return tf.nest.pack_sequence_as(self._block_spec, leaves)
 
     def _block_steps_fn(self, groups, start, count):
-        """XLA: `count` steps on batches start, start+1, … of a block; returns the last step's loss."""
+        """XLA: `count` steps on batches start, start+1, … of a block."""
         # A while loop, not `for … in tf.range(count)`: XLA would take a range's limit as a compile-time constant
         # and compile again for every count.
-        i, loss = tf.constant(0), tf.constant(0.0)
+        i = tf.constant(0)
         while i < count:
-            loss = self._replica_step(*self._block_batch(groups, start + i))
+            self._replica_step(*self._block_batch(groups, start + i))
             i += 1
-        return loss
 
     def _compiled_block_loop_fn(self, iterator, num_steps):
         """The block path with XLA: per block, one next() (if the block is used up) and one XLA call for the
