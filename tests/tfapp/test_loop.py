@@ -85,6 +85,22 @@ def test_every_task_step_compiles_with_xla_and_static_shapes(task_name, tmp_path
         assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), model_name
 
 
+def _train_across_block_boundaries(trainer, task, source, block, blocks):
+    """Loop sizes that cross block boundaries, and a new iterator half way; returns each call's mean loss."""
+    losses = []
+    for sizes in ((1, block, 7), (block + 6, 3)):
+        # A new dataset, as the host loop builds after a NaN restore (iterators of one dataset share its
+        # shuffle seed generator, so a second iterator's order depends on how far the first one read ahead).
+        iterator = iter(pipelines.train_dataset(source.splits["train"], task.preprocessor(source.spec), 64,
+                                                seed=0, vectorized=True, arrays=source.arrays["train"],
+                                                blocks=blocks))
+        trainer.reset_input()
+        for size in sizes:
+            losses.append(trainer.train(iterator, size)["loss"])
+            assert 0 <= trainer.last_input_wait <= trainer.last_input_handover
+    return losses
+
+
 @pytest.mark.parametrize("task_name,data,model_name", [("digits", "embedded:digits", "mlp"),
                                                         ("regression", "embedded:diabetes", "linear")])
 def test_block_and_overlapped_hand_over_train_exactly_like_one_batch_per_step(task_name, data, model_name):
@@ -105,16 +121,7 @@ def test_block_and_overlapped_hand_over_train_exactly_like_one_batch_per_step(ta
         trainer = loop.Trainer(strategy, model, optimizer, task.loss(), task.metrics, 64,
                                block=block if blocks else None, overlap_input=overlap)
         assert trainer.overlap_input == overlap
-        for sizes in ((1, block, 7), (block + 6, 3)):
-            # A new dataset, as the host loop builds after a NaN restore (iterators of one dataset share its
-            # shuffle seed generator, so a second iterator's order depends on how far the first one read ahead).
-            iterator = iter(pipelines.train_dataset(source.splits["train"], task.preprocessor(source.spec), 64,
-                                                    seed=0, vectorized=True, arrays=source.arrays["train"],
-                                                    blocks=blocks))
-            trainer.reset_input()
-            for size in sizes:
-                trainer.train(iterator, size)
-                assert 0 <= trainer.last_input_wait <= trainer.last_input_handover
+        _train_across_block_boundaries(trainer, task, source, block, blocks)
         weights.append(model.get_weights())
     for other in weights[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(weights[0], other))
@@ -139,15 +146,7 @@ def test_xla_over_whole_blocks_trains_like_one_xla_step_per_batch():
         trainer = loop.Trainer(strategy, model, optimizer, task.loss(), task.metrics, 64,
                                jit_compile="block" if blocks else True, block=block if blocks else None)
         assert trainer.jit_compile == ("block" if blocks else True)
-        losses = []
-        for sizes in ((1, block, 7), (block + 6, 3)):
-            iterator = iter(pipelines.train_dataset(source.splits["train"], task.preprocessor(source.spec), 64,
-                                                    seed=0, vectorized=True, arrays=source.arrays["train"],
-                                                    blocks=blocks))
-            trainer.reset_input()
-            for size in sizes:
-                losses.append(trainer.train(iterator, size)["loss"])
-                assert 0 <= trainer.last_input_wait <= trainer.last_input_handover
+        losses = _train_across_block_boundaries(trainer, task, source, block, blocks)
         if blocks:
             assert trainer._block_steps.experimental_get_tracing_count() == 1
         weights.append((losses, model.get_weights()))
