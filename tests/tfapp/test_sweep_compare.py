@@ -23,8 +23,9 @@ def test_parse_grid_and_combinations():
 
 def test_sweep_runs_compares_skips_finished_and_resumes_interrupted(tmp_path):
     sweep_dir = tmp_path / "sweep"
+    # --jit_compile=false: XLA's compiles would only slow the runs down; autotune has its own tests.
     args = ["--task=digits", "--grid=model=cnn,mlp", "--parallel=2", f"--sweep_dir={sweep_dir}", "--smoke",
-            "--noexport", "--checkpoint_every=10"]
+            "--noexport", "--checkpoint_every=10", "--jit_compile=false"]
     first = run_cli(args, module="tfapp.cli.sweep")
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     with open(sweep_dir / "comparison.csv") as f:
@@ -43,7 +44,8 @@ def test_sweep_runs_compares_skips_finished_and_resumes_interrupted(tmp_path):
 
 def test_compare_cli_and_bad_run_dir(tmp_path):
     for name, model in (("a", "cnn"), ("b", "mlp")):
-        assert run_cli([f"--model_dir={tmp_path / name}", "--smoke", "--noexport", f"--model={model}"]).returncode == 0
+        assert run_cli([f"--model_dir={tmp_path / name}", "--smoke", "--noexport", f"--model={model}",
+                        "--jit_compile=false"]).returncode == 0
     out = run_cli([str(tmp_path / "a"), str(tmp_path / "b"), f"--output_dir={tmp_path / 'cmp'}"],
                   module="tfapp.cli.compare")
     assert out.returncode == 0, out.stderr[-2000:]
