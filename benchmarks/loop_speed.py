@@ -20,9 +20,9 @@ Runners:
   tfapp_onedevice  N=32 on OneDeviceStrategy
   tfapp_mirrored2  N=32 on Mirrored over two logical CPUs
   tfapp_bf16       N=32, mixed_bfloat16: a different precision, not a like-for-like ratio
-Prints one JSON line per run {"workload", "runner", "round", "steps_per_s"} (tfapp_auto adds its "choice"), then per workload the median steps/s
-of every runner and the ratios of each loop to plain fit and to the best fit. The machine is shared and noisy:
-only ratios within one invocation mean anything.
+Prints one JSON line per run {"workload", "runner", "round", "steps_per_s"} (tfapp_auto adds what it chose),
+then per workload the median steps/s of every runner and the ratios of each loop to plain fit and to the best
+fit. The machine is shared and noisy: only ratios within one invocation mean anything.
 """
 import argparse
 import json

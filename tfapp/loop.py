@@ -63,8 +63,8 @@ class Trainer:
         # XLA applies to the per-replica step, or with blocks to the steps over one block; the loop around it that
         # calls next() stays a plain tf.function (iterators do not compile).
         self._step = tf.function(self._replica_step, jit_compile=True) if self.jit_compile else self._replica_step
-        self._compiled_blocks = self.jit_compile == "block"
-        self._block_steps = tf.function(self._block_steps_fn, jit_compile=True) if self._compiled_blocks else None
+        self._block_steps = (tf.function(self._block_steps_fn, jit_compile=True) if self.jit_compile == "block"
+                             else None)
         self._train_loop = tf.function(self._train_loop_fn)
         self._eval_loop = tf.function(self._eval_loop_fn)
 
@@ -204,7 +204,7 @@ class Trainer:
     def _train_loop_fn(self, iterator, num_steps):
         """Returns [seconds blocked in next(iterator), seconds from asking for a batch to having it], summed over
         the steps; the second also counts slicing a batch out of a block."""
-        if self._compiled_blocks:
+        if self._block_steps is not None:
             return self._compiled_block_loop_fn(iterator, num_steps)
         times = tf.zeros([2], tf.float64)
         for _ in tf.range(num_steps):
