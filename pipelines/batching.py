@@ -63,22 +63,39 @@ def block_batches(arrays, batch):
     return int(max(1, min(MAX_BLOCK, BLOCK_BYTES // max(1, 4 * row_bytes * batch))))
 
 
-def _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps=0, blocks=False):
+def _augmented(preprocess, augment, batch=None):
+    """preprocess(example) -> preprocess(example, position of its first row in the training stream) that also
+    applies `augment(features, positions)`; `batch`: rows per example when the map runs on batches."""
+    def apply(position, example):
+        features, label = preprocess(example)
+        if augment is None:
+            return features, label
+        if batch is None:
+            return augment(features, position), label
+        rows = tf.shape(label, out_type=tf.int64)[0]  # a whole block of batches, or one batch
+        return augment(features, position * batch + tf.range(rows)), label
+    return apply
+
+
+def _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps=0, blocks=False, augment=None):
     """In-memory arrays: shuffle and batch example *indices*, then gather whole batches (one op per batch)."""
     num_examples = len(arrays["y"])
     indices = _shard(tf.data.Dataset.range(num_examples), context)
     indices = indices.shuffle(num_examples, seed=seed + context.input_pipeline_id, reshuffle_each_iteration=True)
-    indices = indices.repeat().batch(batch, drop_remainder=True).skip(_batches_to_skip(skip_steps, context))
+    skip = _batches_to_skip(skip_steps, context)
+    indices = indices.repeat().batch(batch, drop_remainder=True).skip(skip).enumerate(start=skip)
     # Blocks of `size` batches: one gather + preprocess call per block, then split into batches again (unbatch of
     # the leading axis is one slice per batch). The order of batches is the same as batch by batch.
     size = block_batches(arrays, batch)
     indices = indices.batch(size, drop_remainder=True)
     packed, unpack = pack_columns(arrays)
+    apply = _augmented(preprocess, augment, batch)
     # from_tensors hands the arrays to the dataset as inputs (not graph constants); repeat() does not copy them.
     tables = tf.data.Dataset.from_tensors(tf.nest.map_structure(tf.convert_to_tensor, packed)).repeat()
 
-    def block(index, table):
-        rows = preprocess(unpack(tf.nest.map_structure(lambda a: tf.gather(a, tf.reshape(index, [-1])), table)))
+    def block(numbered, table):
+        first_batch, index = numbered[0][0], numbered[1]  # the block's batches are consecutive in the stream
+        rows = apply(first_batch, unpack(tf.nest.map_structure(lambda a: tf.gather(a, tf.reshape(index, [-1])), table)))
         return tf.nest.map_structure(lambda t: tf.reshape(t, [size, batch, *t.shape[1:]]), rows)
 
     dataset = tf.data.Dataset.zip((indices, tables)).map(block, num_parallel_calls=AUTOTUNE, deterministic=True)
@@ -105,19 +122,21 @@ def pack_columns(arrays):
 
 
 def train_dataset(make_split, preprocess, global_batch_size, seed, input_context=None, shuffle_buffer=10_000,
-                  cache="memory", vectorized=False, arrays=None, skip_steps=0, blocks=False):
+                  cache="memory", vectorized=False, arrays=None, skip_steps=0, blocks=False, augment=None):
     """Endless, shuffled, per-replica batches of `preprocess(example)` = (features, label).
 
     `arrays` ({"x", "y"} in memory) with a vectorized preprocess takes the gather-by-index path.
     `skip_steps`: resume the same seeded order after that many global steps; skipped batches are not
     preprocessed (the skip comes before the map). `blocks` (gather path only): yield the [K, batch, ...] blocks
     themselves (K = `block_batches(arrays, batch)`), for a loop that takes one block per K steps
-    (`tfapp.loop.Trainer(block=K)`)."""
+    (`tfapp.loop.Trainer(block=K)`). `augment(features, positions)`: random training transforms keyed by each
+    example's position in this pipeline's stream (`pipelines.augment`), so a resumed run draws what an
+    uninterrupted one draws at the same step."""
     context = _context(input_context)
     batch = per_replica_batch_size(global_batch_size, context)
     skip = _batches_to_skip(skip_steps, context)
     if arrays is not None and vectorized:
-        return _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps, blocks)
+        return _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps, blocks, augment)
     if cache not in ("memory", "none", "", None):
         cache = f"{cache}-{context.input_pipeline_id}"  # one cache file per input pipeline
     dataset = cached(_shard(make_split(), context), cache)
@@ -125,11 +144,11 @@ def train_dataset(make_split, preprocess, global_batch_size, seed, input_context
     dataset = dataset.shuffle(shuffle_buffer, seed=seed + context.input_pipeline_id, reshuffle_each_iteration=True)
     dataset = dataset.repeat()
     if vectorized:
-        dataset = dataset.batch(batch, drop_remainder=True).skip(skip)
-        dataset = dataset.map(preprocess, num_parallel_calls=AUTOTUNE, deterministic=True)
+        dataset = dataset.batch(batch, drop_remainder=True).skip(skip).enumerate(start=skip)
+        dataset = dataset.map(_augmented(preprocess, augment, batch), num_parallel_calls=AUTOTUNE, deterministic=True)
     else:
-        dataset = dataset.skip(skip * batch)
-        dataset = dataset.map(preprocess, num_parallel_calls=AUTOTUNE, deterministic=True)
+        dataset = dataset.skip(skip * batch).enumerate(start=skip * batch)
+        dataset = dataset.map(_augmented(preprocess, augment), num_parallel_calls=AUTOTUNE, deterministic=True)
         dataset = dataset.batch(batch, drop_remainder=True)
     return dataset.prefetch(AUTOTUNE)
 

@@ -1,4 +1,5 @@
-"""Test data made on the fly from data that ships offline (scikit-learn's digits): image folders, signals."""
+"""Test data made on the fly from data that ships offline (scikit-learn's digits): image folders, signals, ratings;
+`task_data` picks a small offline dataset for any task."""
 import os
 
 import numpy as np
@@ -55,3 +56,17 @@ def low_rank_ratings(path, users=300, items=200, per_user=40, rank=4, seed=0, no
                 rating = int(np.clip(np.round(3 + 1.2 * affinity[user, item] + noise * rng.normal()), 1, 5))
                 f.write(f"u{user},{item},{rating}\n")
     return path
+
+
+def task_data(task_name, tmp_path):
+    """(--data, other Config values) of a small offline dataset for the task: its embedded default, or one
+    generated here for the tasks whose default needs files (image folder, signals) or a download (MovieLens)."""
+    from tfapp import tasks
+    if task_name == "image_folder":
+        return "images:" + digit_image_folder(str(tmp_path / "folder"), size=16), {"image_size": 16}
+    if task_name == "signal_classification":
+        return "npz:" + noisy_signals(str(tmp_path / "signals.npz"), n=100), {}
+    if task_name == "recommendation":
+        path = low_rank_ratings(str(tmp_path / "ratings.csv"), users=50, items=40, per_user=10)
+        return "csv:" + path, {"item_column": "item_id", "label_column": "rating"}
+    return tasks.get_task(task_name).default_data, {}

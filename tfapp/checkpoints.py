@@ -4,8 +4,10 @@
     tfapp-train --model_dir=runs/exp1 --noresume # starts fresh in runs/exp1-2
 
 A checkpoint (`tf.train.CheckpointManager` under `<model_dir>/checkpoints`) holds the model, the optimizer (whose
-`iterations` is the step) and nothing else: the input position follows from the step, because the training
-pipeline replays the same seeded order and skips the steps already done (`pipelines.train_dataset(skip_steps=)`).
+`iterations` is the step) and the state of the model's Keras seed generators (Dropout's masks: without it a resumed
+run draws the masks of step 0 again and drifts from an uninterrupted one). The input position follows from the step,
+because the training pipeline replays the same seeded order and skips the steps already done
+(`pipelines.train_dataset(skip_steps=)`); augmentation is keyed by the example's position in that order.
 TensorFlow writes a checkpoint's files first and only then points the `checkpoint` state file at them (an atomic
 rename), so a save interrupted half way never replaces the last good one.
 """
@@ -30,10 +32,22 @@ def directory(model_dir):
     return report.join(model_dir, "checkpoints")
 
 
+def seed_states(model):
+    """The seed-generator state variables of `model`, in layer order. Keras lists them in `model.variables`, but
+    they are not TF checkpoint dependencies of their layers; a list, since their auto names depend on what else the
+    process built before."""
+    return [variable for variable in model.variables if variable.path.endswith("seed_generator_state")]
+
+
+def checkpoint(model, optimizer):
+    """What a checkpoint holds: model, optimizer (step included) and the model's random-number state."""
+    return tf.train.Checkpoint(model=model, optimizer=optimizer, seed_states=seed_states(model))
+
+
 def manager(model_dir, model, optimizer):
-    """A tf.train.CheckpointManager saving `model` and `optimizer`; `save(checkpoint_number=step)` at loop ends."""
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    return tf.train.CheckpointManager(checkpoint, directory(model_dir), max_to_keep=MAX_TO_KEEP)
+    """A tf.train.CheckpointManager saving `checkpoint(model, optimizer)`; `save(checkpoint_number=step)` at loop
+    ends."""
+    return tf.train.CheckpointManager(checkpoint(model, optimizer), directory(model_dir), max_to_keep=MAX_TO_KEEP)
 
 
 def latest(model_dir):

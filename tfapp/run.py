@@ -8,6 +8,7 @@ curves.png, report.json and the SavedModel. `run` is the two in a row; the CLI a
 On multi-worker runs only the chief writes into model_dir; the other workers write to a temporary directory.
 """
 import dataclasses
+import functools
 import shutil
 import sys
 import tempfile
@@ -105,11 +106,11 @@ def prepare(config):
     source = load_source(config, task)
     keras.utils.set_random_seed(config.seed)
     preprocess = task.preprocessor(source.spec)
-    train_preprocess = preprocess
+    augment = None
     if config.augment:
         if len(source.spec["features"].get("x", ((),))[0]) not in (2, 3) or "num_classes" not in source.spec:
             raise ConfigError(f"--augment: only image tasks can be augmented, not {task.name} on {config.data}")
-        train_preprocess = pipelines.augment.augment(preprocess, config.seed)
+        augment = functools.partial(pipelines.augment.flip_and_crop, seed=config.seed)
 
     # One replica on in-memory arrays: the loop takes a block of batches per next() (the per-step hand-over is
     # what limits tiny models); with several replicas each step takes its per-replica batches as usual.
@@ -120,9 +121,9 @@ def prepare(config):
 
     def make_train_data(skip_steps):
         return strategy.distribute_datasets_from_function(lambda context: pipelines.train_dataset(
-            source.splits["train"], train_preprocess, config.batch_size, config.seed, context, cache=config.cache,
+            source.splits["train"], preprocess, config.batch_size, config.seed, context, cache=config.cache,
             vectorized=task.vectorized_preprocess, arrays=(source.arrays or {}).get("train"), skip_steps=skip_steps,
-            blocks=bool(block)))
+            blocks=bool(block), augment=augment))
 
     eval_data = strategy.distribute_datasets_from_function(lambda context: pipelines.eval_dataset(
         source.splits["test"], preprocess, config.batch_size, source.num_examples["test"], context,
@@ -133,7 +134,7 @@ def prepare(config):
         optimizer.build(model.trainable_variables)
     resumed_from = checkpoints.latest(model_dir) if resuming else None
     if resumed_from:
-        tf.train.Checkpoint(model=model, optimizer=optimizer).restore(resumed_from).assert_existing_objects_matched()
+        checkpoints.checkpoint(model, optimizer).restore(resumed_from).assert_existing_objects_matched()
     if is_chief:
         checkpoints.check_writable(model_dir)
     start_step = int(optimizer.iterations.numpy())

@@ -1,5 +1,7 @@
 """Image tasks on real offline data: image_classification on digits (>= 0.98), image_folder on a folder of PNGs
 written from digits (two classes, upscaled; >= 0.97), encoded-bytes serving, augmentation."""
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -50,13 +52,32 @@ def test_transfer_without_weights_is_a_clear_error(tmp_path):
 
 def test_augment_keeps_shape_and_changes_pixels_eagerly_and_in_map():
     images = tf.reshape(tf.range(2 * 8 * 8 * 1, dtype=tf.float32), [2, 8, 8, 1])
-    out = augment.flip_and_crop(images, seed=1)
+    out = augment.flip_and_crop(images, [0, 1], seed=1)
     assert out.shape == images.shape
-    single = augment.flip_and_crop(images[0], seed=1)
+    single = augment.flip_and_crop(images[0], 0, seed=1)
     assert single.shape == (8, 8, 1)
-    mapped = next(iter(tf.data.Dataset.from_tensors(images).map(lambda x: augment.flip_and_crop(x, seed=1))))
-    assert mapped.shape == images.shape
-    assert any(not np.array_equal(augment.flip_and_crop(images, seed=s), images) for s in range(5))
+    np.testing.assert_array_equal(single, out[0])  # keyed by (seed, position) only: batched or not, the same draw
+    mapped = next(iter(tf.data.Dataset.from_tensors(images).map(lambda x: augment.flip_and_crop(x, [0, 1], seed=1))))
+    np.testing.assert_array_equal(mapped, out)
+    assert any(not np.array_equal(augment.flip_and_crop(images, [s, s + 1], seed=1), images) for s in range(5))
+
+
+@pytest.mark.parametrize("arrays", [False, True], ids=["batched_map", "gathered_blocks"])
+def test_augmented_pipeline_resumed_at_a_step_draws_what_an_uninterrupted_one_draws(arrays):
+    source = pipelines.load("embedded:digits")
+    task = tasks.get_task("image_classification")
+    flip = functools.partial(augment.flip_and_crop, seed=3)
+
+    def batches(skip, count):
+        dataset = pipelines.train_dataset(source.splits["train"], task.preprocessor(source.spec), 32, seed=0, vectorized=True, skip_steps=skip,
+                                          arrays=source.arrays["train"] if arrays else None, augment=flip)
+        return [images.numpy() for images, _ in dataset.take(count)]
+
+    straight, resumed = batches(0, 12), batches(7, 5)
+    for a, b in zip(straight[7:], resumed):
+        np.testing.assert_array_equal(a, b)
+    plain = pipelines.train_dataset(source.splits["train"], task.preprocessor(source.spec), 32, seed=0, vectorized=True)
+    assert not np.array_equal(next(iter(plain))[0].numpy(), straight[0])  # it did augment
 
 
 def test_augment_flag_is_for_image_tasks_only(tmp_path):

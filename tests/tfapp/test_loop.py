@@ -45,30 +45,18 @@ def test_loop_sizes_cut_at_eval_boundaries_and_the_end():
     assert sum(host_loop.loop_sizes(1000, 7, 64)) == 1000
 
 
-def _data_for(task_name, tmp_path):
-    """(--data, other flags) of a small offline dataset for the task."""
-    if task_name == "image_folder":
-        return "images:" + fixtures.digit_image_folder(str(tmp_path / "folder"), size=16), {}
-    if task_name == "signal_classification":
-        return "npz:" + fixtures.noisy_signals(str(tmp_path / "signals.npz"), n=100), {}
-    if task_name == "recommendation":
-        path = fixtures.low_rank_ratings(str(tmp_path / "ratings.csv"), users=50, items=40, per_user=10)
-        return "csv:" + path, {"item_column": "item_id", "label_column": "rating"}
-    return tasks.get_task(task_name).default_data, {}
-
-
 @pytest.mark.parametrize("task_name", sorted(tasks.TASKS))
 def test_every_task_step_compiles_with_xla_and_static_shapes(task_name, tmp_path):
     """What TPUStrategy needs, checked on the CPU: each model's train step compiles with jit_compile=True."""
     task = tasks.get_task(task_name)
-    data, options = _data_for(task_name, tmp_path)
+    data, options = fixtures.task_data(task_name, tmp_path)
     strategy = strategies.get_strategy("default")
     source = None
     for model_name in task.models:
         if model_name == "transfer":
             continue  # needs a local weights file; its head and the base are plain keras.layers
         config = config_lib.Config(task=task_name, model=model_name, strategy="default", data=data,
-                                   image_size=16, **options).resolved(smoke=True)
+                                   **options).resolved(smoke=True)
         model_task = task.for_model(model_name)
         source = source or run.load_source(config, model_task)
         model = run.build_model(config, model_task, source.spec)
