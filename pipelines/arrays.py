@@ -80,6 +80,9 @@ def from_arrays(name, x, y, test_fraction=0.2, seed=0, spec_extra=None):
     """One pair of arrays (x may be a dict of columns) -> Source with a seeded `test_fraction` test split."""
     if num_rows(x) != len(y):
         raise DataError(f"{name}: {num_rows(x)} inputs but {len(y)} labels")
-    train, test = split_indices(len(y), test_fraction, seed)
+    try:
+        train, test = split_indices(len(y), test_fraction, seed)
+    except DataError as error:
+        raise DataError(f"{name}: {error}") from None
     return from_split_arrays(name, {"train": (take_rows(x, train), y[train]), "test": (take_rows(x, test), y[test])},
                              spec_extra)

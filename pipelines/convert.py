@@ -30,21 +30,28 @@ def _feature(spec):
     return {"dtype": spec.dtype.name, "shape": spec.shape.as_list(), "encoding": "tensor"}
 
 
+def _flat(example):
+    """{"x": tensor or {column: tensor}, "y"} -> {"x" or "x.<column>": …, "y": …} (tables: one feature a column)."""
+    x = example["x"]
+    columns = {f"{tfrecord.COLUMN_PREFIX}{name}": value for name, value in x.items()} if isinstance(x, dict) \
+        else {"x": x}
+    return {**columns, "y": example["y"]}
+
+
 def write_tfrecord(source, out, shards=4, progress=None):
     """Writes every split of `source` to `out`; returns {split: number of examples}."""
     tf.io.gfile.makedirs(out)
     counts = {}
     for split, make in source.splits.items():
-        element = make().element_spec
-        features = {name: _feature(element[name]) for name in ("x", "y")}
+        features = {name: _feature(spec) for name, spec in _flat(make().element_spec).items()}
         writers = [tf.io.TFRecordWriter(os.path.join(out, f"{split}-{i:05d}-of-{shards:05d}.tfrecord"))
                    for i in range(shards)]
         count = 0
         for example in make():
             record = tf.train.Example(features=tf.train.Features(feature={
                 name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[
-                    tf.io.serialize_tensor(tf.convert_to_tensor(example[name])).numpy()]))
-                for name in features}))
+                    tf.io.serialize_tensor(tf.convert_to_tensor(value)).numpy()]))
+                for name, value in _flat(example).items()}))
             writers[count % shards].write(record.SerializeToString())
             count += 1
             if progress:

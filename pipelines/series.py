@@ -28,7 +28,7 @@ def interpolate_missing(values):
 
 def read_series(location, time_column, value_column):
     """(times as strings, float64 values) sorted by time, with missing values interpolated."""
-    header, body = csv_source._read_rows(location)
+    header, body, lines = csv_source._read_rows(location)
     for flag, name in (("--time_column", time_column), ("--value_column", value_column)):
         if not name:
             raise DataError(f"{flag} is required for a series in csv:{location}; columns: {', '.join(header)}")
@@ -37,7 +37,7 @@ def read_series(location, time_column, value_column):
     t_index, v_index = header.index(time_column), header.index(value_column)
     times = [row[t_index].strip() for row in body]
     values = []
-    for line_number, row in enumerate(body, start=2):
+    for line_number, row in zip(lines, body):
         cell = row[v_index].strip()
         if cell.lower() in csv_source.MISSING:
             values.append(np.nan)

@@ -3,7 +3,8 @@
     tfapp-train --data='tfrecord:gs://bucket/digits/*.tfrecord'   # spec.json beside the shards
     tfapp-train --data='tfrecord:/data/*.tfrecord' --feature_spec='{"x": {"dtype": "float32", "shape": [8, 8]}, "y": {"dtype": "int64", "shape": []}}'
 
-The spec maps each feature to {"dtype", "shape", "encoding"}: encoding "example" (default) is a plain
+The spec maps each feature to {"dtype", "shape", "encoding"} (a table: one feature "x.<column>" per column, read
+back as the dict "x"): encoding "example" (default) is a plain
 tf.train.Example feature (int64/float32/string, fixed shape); "tensor" is a `tf.io.serialize_tensor` byte string
 (any dtype, `null` dims for variable length), which `tfapp-data convert --format=tfrecord` writes together with
 `spec.json`. Shards named `train-*` / `test-*` are those splits; otherwise the examples are split by
@@ -18,6 +19,7 @@ import tensorflow as tf
 from pipelines.source import DataError, Source
 
 SPEC_FILE = "spec.json"
+COLUMN_PREFIX = "x."  # a table's columns are features "x.<column>"; they come back as the dict "x"
 
 
 def _feature_spec(files, options):
@@ -35,8 +37,10 @@ def _feature_spec(files, options):
     except ValueError as error:
         raise DataError(f"{where}: not valid JSON ({error})") from None
     features = content.get("features", content)
-    if not {"x", "y"} <= set(features):
-        raise DataError(f"{where}: the spec must describe features 'x' and 'y'; found {sorted(features)}")
+    has_x = "x" in features or any(name.startswith(COLUMN_PREFIX) for name in features)
+    if not has_x or "y" not in features:
+        raise DataError(f"{where}: the spec must describe features 'x' (or table columns 'x.<column>') and 'y'; "
+                        f"found {sorted(features)}")
     return features, content.get("source_spec", {})
 
 
@@ -58,7 +62,9 @@ def parser(spec):
                 value = tf.io.parse_tensor(value, tf.as_dtype(feature["dtype"]))
                 value.set_shape(feature["shape"])
             out[name] = value
-        return {"x": out["x"], "y": out["y"]}
+        if "x" in out:
+            return {"x": out["x"], "y": out["y"]}
+        return {"x": {name[len(COLUMN_PREFIX):]: value for name, value in out.items() if name != "y"}, "y": out["y"]}
     return parse
 
 
@@ -84,7 +90,9 @@ def load_tfrecord(location, options):
     parse = parser(spec)
     counts = {path: _count(path, parse) for path in files}
     by_split = {split: [p for p in files if os.path.basename(p).startswith(split + "-")] for split in ("train", "test")}
-    source_spec = {"features": {"x": (tuple(spec["x"]["shape"]), spec["x"]["dtype"])},
+    columns = {"x": spec["x"]} if "x" in spec else \
+        {name[len(COLUMN_PREFIX):]: feature for name, feature in spec.items() if name != "y"}
+    source_spec = {"features": {name: (tuple(f["shape"]), f["dtype"]) for name, f in columns.items()},
                    "label": (tuple(spec["y"]["shape"]), spec["y"]["dtype"]), **extra}
     if by_split["train"] and by_split["test"]:
         return Source(f"tfrecord:{location}",

@@ -70,3 +70,16 @@ def task_data(task_name, tmp_path):
         path = low_rank_ratings(str(tmp_path / "ratings.csv"), users=50, items=40, per_user=10)
         return "csv:" + path, {"item_column": "item_id", "label_column": "rating"}
     return tasks.get_task(task_name).default_data, {}
+
+
+def categorical_table(path, rows=300, seed=0):
+    """Writes a CSV `size,phase,noise,target` and returns the path: `phase` is a string category (early, mid,
+    late) that shifts the binary target, so a model must use it to score well (about 0.9 accuracy with it)."""
+    rng = np.random.default_rng(seed)
+    with open(path, "w") as f:
+        f.write("size,phase,noise,target\n")
+        for _ in range(rows):
+            phase, size = rng.choice(["early", "mid", "late"]), rng.normal()
+            shift = {"early": -1.0, "mid": 0.0, "late": 1.5}[phase]
+            f.write(f"{size:.3f},{phase},{rng.normal():.3f},{int(size + shift + 0.3 * rng.normal() > 0)}\n")
+    return path

@@ -69,9 +69,17 @@ def _time_loops(trainer, iterator, steps_per_loop, seconds):
             return steps / elapsed
 
 
+def _one_line(error):
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text.strip().splitlines()[0][:300]}"
+
+
 def _choose(measurements):
-    best = max(m["steps_per_second"] for m in measurements)
-    ties = [m for m in measurements if m["steps_per_second"] >= (1 - TIE) * best]
+    timed = [m for m in measurements if "steps_per_second" in m]
+    if not timed:
+        raise RuntimeError(f"autotune: every candidate failed: {measurements}")
+    best = max(m["steps_per_second"] for m in timed)
+    ties = [m for m in timed if m["steps_per_second"] >= (1 - TIE) * best]
     return min(ties, key=lambda m: (JIT_ORDER.index(m["jit_compile"]), m["steps_per_loop"]))
 
 
@@ -90,11 +98,19 @@ def autotune(make_trainer, iterator, jit_candidates, spl_candidates=STEPS_PER_LO
     measurements, trainers = [], {}
     for jit in jit_candidates:
         compile_start = time.perf_counter()
-        trainers[jit] = trainer = make_trainer(jit)
+        trainer = make_trainer(jit)
         if saved is None:
             tracked = variables()
             saved = _snapshot(tracked)
-        trainer.train(iterator, 1)  # trace + compile
+        try:
+            trainer.train(iterator, 1)  # trace + compile
+        except (tf.errors.OpError, ValueError, TypeError, NotImplementedError) as error:
+            if len(jit_candidates) == 1:
+                raise
+            # e.g. an op XLA cannot compile: this candidate is out, the run goes on with the others
+            measurements.append({"jit_compile": jit, "failed": _one_line(error)})
+            continue
+        trainers[jit] = trainer
         compile_seconds = time.perf_counter() - compile_start
         last_speed = None
         for steps_per_loop in spl_candidates:

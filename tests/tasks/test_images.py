@@ -24,8 +24,10 @@ def test_image_classification_digits_accuracy(tmp_path):
 
 def test_image_folder_of_pngs_accuracy_and_bytes_serving(tmp_path):
     folder = fixtures.digit_image_folder(str(tmp_path / "digits"), image_format="png")
+    # XLA end to end on files decoded in the pipeline (what a TPU would run)
     report = _run(tmp_path, task="image_folder", data=f"images:{folder}", image_size=24, train_steps=150,
-                  eval_every=50, steps_per_loop="10", jit_compile="false")
+                  eval_every=50, steps_per_loop="10", jit_compile="true")
+    assert report["jit_compile"] is True
     assert report["final_metrics"]["accuracy"] >= 0.97, report["final_metrics"]
     serve = tf.saved_model.load(report["export_path"]).signatures["serving_default"]
     files = [f"{folder}/0/0.png", f"{folder}/1/0.png"]

@@ -58,3 +58,20 @@ def test_categorical_columns_and_cli_prediction_of_one_row(tmp_path):
 def test_predict_errors_are_one_line(tmp_path):
     out = run_cli([f"--export_dir={tmp_path}", f"--input={tmp_path}/x.csv"], module="tfapp.cli.predict")
     assert out.returncode == 2 and "tfapp-predict: error: --export_dir=" in out.stderr.strip().splitlines()[-1]
+
+
+def test_categorical_csv_trains_under_xla_and_serves_raw_strings(tmp_path):
+    """Strings never enter the compiled step: the pipeline maps categories to ids (vocabulary from the train
+    split) and the export wraps the lookup, so serving takes raw strings; an unseen category is not an error."""
+    from tests import fixtures
+    from tests.conftest import read_report, serve_in_clean_process
+    path = fixtures.categorical_table(str(tmp_path / "phases.csv"))
+    model_dir = tmp_path / "run"
+    out = run_cli([f"--model_dir={model_dir}", "--task=classification", f"--data=csv:{path}", "--label_column=target",
+                   "--jit_compile=true", "--train_steps=300", "--steps_per_loop=50"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = read_report(str(model_dir))
+    assert report["jit_compile"] is True and report["final_metrics"]["accuracy"] >= 0.85, report["final_metrics"]
+    served = serve_in_clean_process(report["export_path"], {"size": [0.0, 0.0, 0.0], "noise": [0.0, 0.0, 0.0],
+                                                            "phase": ["late", "early", "never-seen"]})
+    assert served["class_id"][:2] == [1, 0] and len(served["class_id"]) == 3

@@ -62,3 +62,26 @@ def test_auto_run_records_autotune_in_report(tmp_path):
     assert report["final_metrics"]["accuracy"] > 0.3  # trained after measuring (smoke size: 20 steps)
     assert report["flops_per_step"] > 0 and 0 < report["mfu"] < 1.5
     assert report["peak_flops_per_second"] > report["achieved_flops_per_second"] * 0.5
+
+
+def test_a_candidate_that_cannot_compile_is_recorded_and_skipped():
+    """Strings inside a model (a lookup layer) cannot enter XLA: that candidate fails with a one-line reason in
+    the record and the run goes on with the others."""
+    import keras
+    import tensorflow as tf
+    strategy = strategies.get_strategy("default")
+    words = keras.Input(shape=(), dtype="string")
+    ids = keras.layers.StringLookup(vocabulary=["a", "b"], output_mode="one_hot")(words)
+    model = keras.Model(words, keras.layers.Dense(2)(ids))
+    optimizer = keras.optimizers.Adam()
+    data = tf.data.Dataset.from_tensors((tf.constant(["a", "b", "c", "a"]), tf.constant([0, 1, 1, 0]))).repeat()
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+
+    def make_trainer(jit):
+        return loop.Trainer(strategy, model, optimizer, loss, lambda: [], 4, jit)
+
+    result = autotune.autotune(make_trainer, iter(data), [False, True], (1,), budget_seconds=0.2,
+                               variables=lambda: model.variables + optimizer.variables)
+    failed = [m for m in result.measurements if "failed" in m]
+    assert [m["jit_compile"] for m in failed] == [True] and "\n" not in failed[0]["failed"]
+    assert result.jit_compile is False

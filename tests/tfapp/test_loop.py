@@ -1,5 +1,6 @@
 """The multi-step loop: N steps per call give the same weights as one step per call (Default and Mirrored),
 uneven loop schedules, and an XLA-compilable step for every task (what TPUStrategy needs)."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ import tensorflow as tf
 
 import pipelines
 import strategies
+from pipelines import convert
 from tests import fixtures
 from tfapp import config as config_lib
 from tfapp import host_loop, loop, run, tasks
@@ -45,32 +47,75 @@ def test_loop_sizes_cut_at_eval_boundaries_and_the_end():
     assert sum(host_loop.loop_sizes(1000, 7, 64)) == 1000
 
 
+def _two_xla_steps(task_name, model_name, data, options, source=None):
+    """Builds the model on `data` and runs two train steps with jit_compile=True; returns the source."""
+    task = tasks.get_task(task_name).for_model(model_name)
+    config = config_lib.Config(task=task_name, model=model_name, strategy="default", data=data,
+                               **options).resolved(smoke=True)
+    source = source or run.load_source(config, task)
+    model = run.build_model(config, task, source.spec)
+    trainer = loop.Trainer(strategies.get_strategy("default"), model, run.build_optimizer(config), task.loss(),
+                           task.metrics, config.batch_size, jit_compile=True)
+    dataset = pipelines.train_dataset(source.splits["train"], task.preprocessor(source.spec), config.batch_size,
+                                      seed=0, vectorized=task.vectorized_preprocess)
+    for spec in tf.nest.flatten(dataset.element_spec[0]):
+        assert all(dim is not None for dim in spec.shape), "TPUs need static batch shapes"
+        assert spec.dtype != tf.string, "strings must not enter the compiled step"
+    before = [w.copy() for w in model.get_weights()]
+    values = trainer.train(iter(dataset), 2)
+    assert np.isfinite(values["loss"])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), model_name
+    return source
+
+
 @pytest.mark.parametrize("task_name", sorted(tasks.TASKS))
 def test_every_task_step_compiles_with_xla_and_static_shapes(task_name, tmp_path):
     """What TPUStrategy needs, checked on the CPU: each model's train step compiles with jit_compile=True."""
-    task = tasks.get_task(task_name)
     data, options = fixtures.task_data(task_name, tmp_path)
-    strategy = strategies.get_strategy("default")
     source = None
-    for model_name in task.models:
+    for model_name in tasks.get_task(task_name).models:
         if model_name == "transfer":
             continue  # needs a local weights file; its head and the base are plain keras.layers
-        config = config_lib.Config(task=task_name, model=model_name, strategy="default", data=data,
-                                   **options).resolved(smoke=True)
-        model_task = task.for_model(model_name)
-        source = source or run.load_source(config, model_task)
-        model = run.build_model(config, model_task, source.spec)
-        optimizer = run.build_optimizer(config)
-        trainer = loop.Trainer(strategy, model, optimizer, model_task.loss(), model_task.metrics, config.batch_size,
-                               jit_compile=True)
-        dataset = pipelines.train_dataset(source.splits["train"], model_task.preprocessor(source.spec),
-                                          config.batch_size, seed=0, vectorized=model_task.vectorized_preprocess)
-        for spec in tf.nest.flatten(dataset.element_spec[0]):
-            assert all(dim is not None for dim in spec.shape), "TPUs need static batch shapes"
-        before = [w.copy() for w in model.get_weights()]
-        values = trainer.train(iter(dataset), 2)
-        assert np.isfinite(values["loss"])
-        assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), model_name
+        source = _two_xla_steps(task_name, model_name, data, options, source)
+
+
+@pytest.fixture(scope="module")
+def data_kinds(tmp_path_factory):
+    """{name: (--data, options)}: each kind of data file a task accepts, beyond the tasks' defaults."""
+    root = tmp_path_factory.mktemp("kinds")
+    embedded = os.path.join(os.path.dirname(pipelines.__file__), "data")
+    digits = np.load(os.path.join(embedded, "digits.npz"))
+    np.savez(root / "digits.npz", x=digits["x"], y=digits["y"])
+    np.savez(root / "table.npz", x=digits["x"].reshape(len(digits["y"]), -1).astype(np.float32), y=digits["y"] % 2)
+    categorical = fixtures.categorical_table(str(root / "categorical.csv"))
+    convert.write_tfrecord(pipelines.load("embedded:digits"), str(root / "digits_tfrecord"), shards=2)
+    convert.write_tfrecord(pipelines.load(f"csv:{categorical}", label_column="target"), str(root / "table_tfrecord"),
+                           shards=1)
+    convert.write_tfrecord(pipelines.load("embedded:stdlib_docs"), str(root / "text_tfrecord"), shards=1)
+    return {
+        "npz_images": (f"npz:{root}/digits.npz", {}),
+        "tfrecord_images": (f"tfrecord:{root}/digits_tfrecord/*.tfrecord", {}),
+        "csv_numeric": (f"csv:{embedded}/diabetes.csv", {"label_column": "target"}),
+        "csv_categorical": (f"csv:{categorical}", {"label_column": "target"}),
+        "npz_table": (f"npz:{root}/table.npz", {}),
+        "tfrecord_categorical": (f"tfrecord:{root}/table_tfrecord/*.tfrecord", {}),
+        "text_file": (f"text:{embedded}/stdlib_docs.tsv", {}),
+        "tfrecord_text": (f"tfrecord:{root}/text_tfrecord/*.tfrecord", {}),
+        "conll_file": (f"conll:{embedded}/ner_sample.conll", {}),
+        "csv_series": (f"csv:{embedded}/co2.csv", {"time_column": "month", "value_column": "co2"}),
+    }
+
+
+@pytest.mark.parametrize("task_name,kind", [
+    ("digits", "npz_images"), ("digits", "tfrecord_images"), ("image_classification", "npz_images"),
+    ("image_classification", "tfrecord_images"), ("regression", "csv_numeric"), ("regression", "csv_categorical"),
+    ("regression", "npz_table"), ("classification", "csv_categorical"), ("classification", "npz_table"),
+    ("classification", "tfrecord_categorical"), ("text_classification", "text_file"),
+    ("text_classification", "tfrecord_text"), ("token_classification", "conll_file"), ("forecasting", "csv_series")])
+def test_default_model_compiles_with_xla_on_each_kind_of_data(task_name, kind, data_kinds):
+    """The same on every kind of data a task takes: no string or dynamic shape reaches the compiled step."""
+    data, options = data_kinds[kind]
+    _two_xla_steps(task_name, tasks.get_task(task_name).default_model, data, options)
 
 
 def _train_across_block_boundaries(trainer, task, source, block, blocks):
