@@ -1,12 +1,15 @@
-"""Shared test helpers: run the real CLI in a subprocess, and quiet TensorFlow's start-up logs."""
+"""Shared test helpers: run the real CLI in a subprocess, quiet TensorFlow's start-up logs, a test-only cache."""
 import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Autotune decisions and the measured peak go to a cache of this test session, never the user's ~/.cache.
+os.environ["TFAPP_CACHE_DIR"] = tempfile.mkdtemp(prefix="tfapp-test-cache-")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

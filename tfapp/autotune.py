@@ -1,22 +1,38 @@
-"""`--jit_compile=auto` / `--steps_per_loop=auto`: measure the candidates on the real task, keep the fastest.
+"""`--jit_compile=auto` / `--steps_per_loop=auto`: measure on the real task, keep the fastest.
 
     tfapp-train --jit_compile=auto --steps_per_loop=auto --autotune_seconds=3   # see report.json["autotune"]
 
 Keras decides XLA by a fixed rule (off on CPU, off under any strategy). On a CPU, XLA can halve a conv net's
-throughput and speed up a small dense one, so we time it instead. Each candidate (XLA off / per step / per
-block of in-memory batches × steps per loop)
-runs real train steps on the real pipeline for a slice of `budget_seconds`; the model, optimizer and RNG
-variables are snapshotted first and restored after, so measuring leaves no trace on training: the run then
-starts from step 0 with the chosen setting and its own fresh iterator.
+throughput and speed up a small dense one, so we time it instead: XLA off / per step / per block of in-memory
+batches. Measuring must pay for itself (`tfapp/autotune_cache.py` keeps the answer for the next run):
+- The plain setting (the first candidate) is traced and a short probe loop timed. The probe's speed × the
+  steps left is the planned run; the budget is `FRACTION` of it, and at most `budget_seconds`.
+- Steps per loop: more steps per host round-trip are never slower, only coarser (progress, signals, callbacks
+  act between loops), so `auto` takes the largest candidate whose loop lasts at most `LOOP_SECONDS` at the
+  probe's speed rather than timing each (noise once picked 1 step per loop at 73 steps/s where 16 gave ~105).
+- An XLA candidate is compiled only while the budget left could pay for its compile (`COMPILE_FACTOR` × the
+  plain trace): a short run never compiles one, and `untried` lists it so a longer run with the cache tries it.
+  One that fails to compile (an op XLA lacks) is recorded with a one-line reason and skipped.
+- With two or more settings compiled, they run round-robin, one loop each per round, until the budget is spent
+  (at least one round: single loops move by ±25% on a shared machine); one below `DROP` × the best after the
+  first round is dropped; the choice is the best median, ties (within `TIE`) going to no XLA.
+The model, optimizer and random-number variables are snapshotted first and restored after, and measuring reads
+an iterator of its own, so it leaves no trace: the run starts from its first step with the chosen setting.
 """
 import dataclasses
+import statistics
 import time
 
 import tensorflow as tf
 
-STEPS_PER_LOOP_CANDIDATES = (1, 4, 16, 64)
-TIE = 0.03  # within 3% of the fastest counts as a tie: prefer no XLA, then fewer steps per loop
+STEPS_PER_LOOP_CANDIDATES = (1, 4, 16, 64, 256)
+LOOP_SECONDS = 0.25  # steps_per_loop=auto: the largest candidate whose loop takes at most this long
+PROBE_SECONDS = 0.05  # the probe doubles its loop (from 2 steps, up to 64) until one lasts this long
+TIE = 0.03  # within 3% of the fastest counts as a tie: prefer no XLA
 JIT_ORDER = (False, True, "block")  # ties go to the earlier one
+FRACTION = 0.10  # measuring may cost at most this share of the planned run …
+COMPILE_FACTOR = 3.0  # … and an XLA compile is expected to take this many times the plain step's trace
+DROP = 0.5  # a setting below this share of the best after the first round stops being measured
 
 
 @dataclasses.dataclass
@@ -26,9 +42,13 @@ class AutotuneResult:
     steps_per_loop: int
     measurements: list
     seconds: float
+    steps_per_second: float = None  # the choice's median speed while measuring
+    untried: list = dataclasses.field(default_factory=list)  # XLA settings the budget could not pay for
+    trace_seconds: float = None  # the plain setting's first step (trace): what an XLA compile is compared with
 
     def to_json(self):
-        return {"seconds": self.seconds, "measurements": self.measurements,
+        return {"seconds": self.seconds, "measurements": self.measurements, "untried": self.untried,
+                "steps_per_second": self.steps_per_second, "trace_seconds": self.trace_seconds,
                 "choice": {"jit_compile": self.jit_compile, "steps_per_loop": self.steps_per_loop}}
 
 
@@ -57,69 +77,105 @@ def _restore(variables, values):
         variable.assign(value)
 
 
-def _time_loops(trainer, iterator, steps_per_loop, seconds):
-    """Steps/s over whole loops of `steps_per_loop` after one untimed warm-up loop; at least one timed loop."""
-    trainer.train(iterator, steps_per_loop)
-    steps, start = 0, time.perf_counter()
-    while True:
-        trainer.train(iterator, steps_per_loop)
-        steps += steps_per_loop
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return steps / elapsed
-
-
 def _one_line(error):
     text = getattr(error, "message", None) or str(error) or type(error).__name__
     return f"{type(error).__name__}: {text.strip().splitlines()[0][:300]}"
 
 
+def _timed_loop(trainer, iterator, steps):
+    start = time.perf_counter()
+    trainer.train(iterator, steps)
+    return steps / (time.perf_counter() - start)
+
+
+def _probe(trainer, iterator):
+    """(steps, steps/s) of a loop long enough to time (PROBE_SECONDS; at most 64 steps): a first 2-step loop
+    alone is mostly host overhead and warm-up, which would make a fast model look slow."""
+    steps = 2
+    while True:
+        start = time.perf_counter()
+        trainer.train(iterator, steps)
+        elapsed = time.perf_counter() - start
+        if elapsed >= PROBE_SECONDS or steps >= 64:
+            return steps, steps / elapsed
+        steps *= 4
+
+
 def _choose(measurements):
+    """The fastest by median steps/s; within TIE of it, no XLA first."""
     timed = [m for m in measurements if "steps_per_second" in m]
     if not timed:
         raise RuntimeError(f"autotune: every candidate failed: {measurements}")
     best = max(m["steps_per_second"] for m in timed)
     ties = [m for m in timed if m["steps_per_second"] >= (1 - TIE) * best]
-    return min(ties, key=lambda m: (JIT_ORDER.index(m["jit_compile"]), m["steps_per_loop"]))
+    return min(ties, key=lambda m: JIT_ORDER.index(m["jit_compile"]))
 
 
-def autotune(make_trainer, iterator, jit_candidates, spl_candidates=STEPS_PER_LOOP_CANDIDATES,
-             budget_seconds=3.0, variables=lambda: []):
-    """Measures every (jit, steps_per_loop) candidate within about `budget_seconds` (plus XLA compile time).
+def loop_size(steps_per_second, candidates=STEPS_PER_LOOP_CANDIDATES):
+    """The largest candidate whose loop lasts at most LOOP_SECONDS at this speed (the smallest if none does)."""
+    fitting = [steps for steps in candidates if steps / steps_per_second <= LOOP_SECONDS]
+    return max(fitting) if fitting else min(candidates)
 
-    make_trainer(jit) -> loop.Trainer sharing one model/optimizer; `iterator` is a throwaway iterator over the
-    training data; `variables()` lists the model + optimizer variables to restore after measuring. It is called
-    after the first trainer exists, i.e. once the optimizer has built its slots (Adam's moments must be restored
-    too: stale moments with a reset step counter wreck training, e.g. a GRU stays at chance).
+
+def _compile(make_trainer, jit, iterator, measurements):
+    """A trainer for `jit` after its first (tracing, compiling) step, or None if it failed to compile."""
+    trainer = make_trainer(jit)
+    try:
+        trainer.train(iterator, 1)
+    except (tf.errors.OpError, ValueError, TypeError, NotImplementedError) as error:
+        measurements.append({"jit_compile": jit, "failed": _one_line(error)})  # e.g. an op XLA cannot compile
+        return None
+    return trainer
+
+
+def _round_robin(trainers, iterator, steps, deadline):
+    """{jit: [steps/s per loop]}: rounds of one loop per live setting until `deadline` (at least one round);
+    after the first round, settings below DROP × the best are dropped."""
+    speeds, live = {jit: [] for jit in trainers}, list(trainers)
+    while True:
+        for jit in live:
+            speeds[jit].append(_timed_loop(trainers[jit], iterator, steps))
+        if len(speeds[live[0]]) == 1:
+            best = max(speeds[jit][0] for jit in live)
+            live = [jit for jit in live if speeds[jit][0] >= DROP * best]
+        if time.perf_counter() >= deadline:
+            return speeds
+
+
+def autotune(make_trainer, iterator, jit_candidates, steps_per_loop=None, budget_seconds=3.0, planned_steps=None,
+             variables=lambda: []):
+    """Chooses the XLA setting (and, with `steps_per_loop=None`, the loop size) within the budget.
+
+    make_trainer(jit) -> loop.Trainer sharing one model/optimizer; `iterator`: a throwaway iterator over the
+    training data (not the run's); `planned_steps`: steps the run will train (None: only budget_seconds caps);
+    `variables()` lists the model + optimizer + RNG variables to restore after measuring. It is called after the
+    first trainer exists, i.e. once the optimizer has built its slots (Adam's moments must be restored too).
     """
-    start = time.perf_counter()
-    saved = None
-    slice_seconds = budget_seconds / (len(jit_candidates) * len(spl_candidates))
-    measurements, trainers = [], {}
-    for jit in jit_candidates:
-        compile_start = time.perf_counter()
-        trainer = make_trainer(jit)
-        if saved is None:
-            tracked = variables()
-            saved = _snapshot(tracked)
-        try:
-            trainer.train(iterator, 1)  # trace + compile
-        except (tf.errors.OpError, ValueError, TypeError, NotImplementedError) as error:
-            if len(jit_candidates) == 1:
-                raise
-            # e.g. an op XLA cannot compile: this candidate is out, the run goes on with the others
-            measurements.append({"jit_compile": jit, "failed": _one_line(error)})
+    start, measurements, untried = time.perf_counter(), [], []
+    first_jit, *other_jits = jit_candidates
+    trainers = {first_jit: make_trainer(first_jit)}
+    tracked = variables()
+    saved = _snapshot(tracked)
+    trainers[first_jit].train(iterator, 1)  # trace (+ compile), untimed
+    trace_seconds = time.perf_counter() - start
+    probe_steps, probe = _probe(trainers[first_jit], iterator)
+    measurements.append({"jit_compile": first_jit, "steps_per_loop": probe_steps, "probe": True,
+                         "steps_per_second": probe})
+    budget = min(budget_seconds, FRACTION * planned_steps / probe) if planned_steps else budget_seconds
+    steps = steps_per_loop or loop_size(probe)
+    for jit in other_jits:
+        if budget - (time.perf_counter() - start) < COMPILE_FACTOR * trace_seconds:
+            untried.append(jit)  # its compile alone would cost more than the budget left
             continue
-        trainers[jit] = trainer
-        compile_seconds = time.perf_counter() - compile_start
-        last_speed = None
-        for steps_per_loop in spl_candidates:
-            if last_speed and steps_per_loop / last_speed > 2 * slice_seconds and measurements:
-                break  # one loop alone would blow the budget: larger loops are not measured
-            last_speed = _time_loops(trainer, iterator, steps_per_loop, slice_seconds)
-            measurements.append({"jit_compile": jit, "steps_per_loop": steps_per_loop,
-                                 "steps_per_second": last_speed, "compile_seconds": compile_seconds})
+        compiled = _compile(make_trainer, jit, iterator, measurements)
+        if compiled is not None:
+            trainers[jit] = compiled
+    if len(trainers) > 1:
+        measurements = [m for m in measurements if not m.get("probe")]
+        for jit, values in _round_robin(trainers, iterator, steps, start + budget).items():
+            measurements.append({"jit_compile": jit, "steps_per_loop": steps, "loops": len(values),
+                                 "steps_per_second": statistics.median(values)})
     _restore(tracked, saved)
     choice = _choose(measurements)
-    return AutotuneResult(trainers[choice["jit_compile"]], choice["jit_compile"], choice["steps_per_loop"],
-                          measurements, time.perf_counter() - start)
+    return AutotuneResult(trainers[choice["jit_compile"]], choice["jit_compile"], steps, measurements,
+                          time.perf_counter() - start, choice["steps_per_second"], untried, trace_seconds)

@@ -8,10 +8,9 @@ import io
 import json
 import os
 
-import matplotlib.pyplot as plt
 import tensorflow as tf
 
-from tfapp import plots, report  # plots sets the Agg backend
+from tfapp import plots, report
 
 ALWAYS = ("model", "batch_size", "learning_rate")  # settings shown even when equal across runs
 VARYING_IGNORED = {"model_dir", "seed"}
@@ -87,7 +86,7 @@ def write_csv(table, path):
 
 def plot(runs, path):
     """Eval main metric against step, every run on one axes, legend in table order (best first)."""
-    figure, axis = plt.subplots(figsize=(8, 4.5))
+    figure, axis = plots.figure(8, 4.5)
     for run in runs:
         if run["curve"]:
             steps, values = zip(*run["curve"])

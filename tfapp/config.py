@@ -18,6 +18,7 @@ JIT_CHOICES = ("auto", "true", "false", "block")
 PRECISIONS = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}  # flag -> Keras policy
 LR_SCHEDULES = ("constant", "cosine")
 BACKENDS = ("tensorflow", "jax")
+AUTOTUNE_CHOICES = ("cache", "measure")
 
 
 class ConfigError(ValueError):
@@ -66,7 +67,8 @@ class Config:
     num_cpu_devices: Optional[int] = None    # split the CPU into N logical devices (Mirrored on a laptop)
     steps_per_loop: str = "auto"             # optimizer steps per host round-trip (one tf.function call), or auto
     jit_compile: str = "auto"                # auto | true | false | block
-    autotune_seconds: float = 3.0            # measuring budget of the auto settings (XLA compile time on top)
+    autotune_seconds: float = 3.0            # measuring budget of the auto settings (and <= ~10% of the run)
+    autotune: str = "cache"                  # cache: reuse an earlier measurement of the same setup | measure
     mixed_precision: str = "none"            # none | bfloat16 | float16 (float16 adds dynamic loss scaling)
     lr_schedule: str = "constant"            # constant | cosine (decay to 0 over train_steps, after warmup)
     warmup_steps: int = 0                    # linear warmup steps of the cosine schedule
@@ -135,6 +137,8 @@ class Config:
         for name in ("warmup_steps", "early_stopping_patience", "max_nan_retries"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.autotune not in AUTOTUNE_CHOICES:
+            raise ConfigError(f"--autotune: {self.autotune!r} is not one of {', '.join(AUTOTUNE_CHOICES)}")
         if self.autotune_seconds <= 0:
             raise ConfigError(f"--autotune_seconds must be > 0, got {self.autotune_seconds}")
         if self.image_channels is not None and self.image_channels not in (1, 2, 3, 4):

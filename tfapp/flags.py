@@ -10,6 +10,7 @@ from absl import flags
 import pipelines
 from tfapp import config as config_lib
 from tfapp import tasks
+from tfapp.cli import tf_logs
 
 
 def _task_help():
@@ -88,14 +89,20 @@ def define_flags():
     flags.DEFINE_integer("num_cpu_devices", None, "Split the CPU into N logical devices (to run Mirrored on a "
                          "CPU-only machine).")
     flags.DEFINE_string("steps_per_loop", "auto", "Optimizer steps per host round-trip (one tf.function call), "
-                        "or auto: measured among 1, 4, 16, 64. Progress, eval and checkpoints happen between loops.")
+                        "or auto: the largest of 1, 4, 16, 64, 256 whose loop lasts at most 0.25 s at the measured "
+                        "speed. Progress, eval, checkpoints and signals are handled between loops.")
     flags.DEFINE_enum("jit_compile", "auto", list(config_lib.JIT_CHOICES),
                       "XLA-compile the per-replica train step. block: one XLA program for the steps over each "
                       "block of in-memory batches (one replica, in-memory data; otherwise the same as true). auto: "
                       "measured without, per step and per block on the real task (always on for TPU; off for "
                       "Mirrored over logical CPUs, where XLA cannot run).")
-    flags.DEFINE_float("autotune_seconds", 3.0, "Time budget for measuring the auto settings (XLA compile time "
-                       "comes on top); the measurements go into report.json under 'autotune'.")
+    flags.DEFINE_float("autotune_seconds", 3.0, "At most this many seconds for measuring the auto settings, and "
+                       "never more than ~10% of the planned run; the measurements go into report.json under "
+                       "'autotune'.")
+    flags.DEFINE_enum("autotune", "cache", list(config_lib.AUTOTUNE_CHOICES),
+                      "cache: reuse the auto settings measured earlier for the same device, versions, task, model, "
+                      "batch, strategy and precision (in $TFAPP_CACHE_DIR, default ~/.cache/tfapp); measure: "
+                      "measure again and replace the cached entry.")
     flags.DEFINE_enum("mixed_precision", "none", list(config_lib.PRECISIONS),
                       "Compute dtype: none (float32), bfloat16 (CPUs with AVX512-BF16/AMX, TPUs), float16 (GPUs; "
                       "adds dynamic loss scaling). Variables stay float32.")
@@ -121,6 +128,7 @@ def define_flags():
     flags.DEFINE_boolean("export", True, "Export a SavedModel to <model_dir>/export/<version>/ after training.")
     flags.DEFINE_boolean("tflite", False, "With --export: also convert serving_default to "
                          "<model_dir>/export/<version>/model.tflite (TFLite/LiteRT).")
+    tf_logs.define_flag()
     flags.DEFINE_boolean("smoke", False, "Use the task's smoke size (a few steps on the same data): for tests "
                          "and quick checks.")
 

@@ -6,17 +6,18 @@
 `tf.compat.v1.profiler`'s `float_operation` view (ops with registered FLOP statistics: MatMul, Conv2D and their
 gradients, BiasAdd, element-wise math), times the number of replicas. The optimizer update is not counted.
 The peak is a bounded square-matmul measurement on the first compute device, cached per machine and dtype in
-`~/.cache/tfapp/peak_flops.json` (delete it to re-measure).
+`peak_flops.json` of the tfapp cache directory (`tfapp/local_cache.py`; delete it to re-measure).
 """
 import contextlib
-import json
 import os
 import sys
 import time
 
 import tensorflow as tf
 
-CACHE = os.path.join(os.path.expanduser("~"), ".cache", "tfapp", "peak_flops.json")
+from tfapp import local_cache
+
+CACHE_FILE = "peak_flops.json"  # in local_cache.directory()
 
 
 def step_flops(model, loss_fn, features_spec, labels_spec, num_replicas=1):
@@ -73,20 +74,14 @@ def _measure_peak(dtype, size, seconds):
     return 2.0 * size ** 3 * n / elapsed
 
 
-def peak_flops_per_second(dtype="float32", device_key="", size=1024, seconds=0.3, cache_path=CACHE):
-    """Measured matmul FLOP/s for `dtype` on this machine, cached under `device_key` (e.g. the device string)."""
+def peak_flops_per_second(dtype="float32", device_key="", size=1024, seconds=0.3, cache_path=None):
+    """Measured matmul FLOP/s for `dtype` on this machine, cached under `device_key` (e.g. the device string) in
+    `cache_path` (default: peak_flops.json in the tfapp cache directory)."""
     key = f"{device_key}|{dtype}|{size}"
-    cache = {}
-    if cache_path and os.path.exists(cache_path):
-        try:
-            with open(cache_path) as f:
-                cache = json.load(f)
-        except (OSError, ValueError):
-            cache = {}
-    if key not in cache:
+    cache_path = cache_path or local_cache.path(CACHE_FILE)
+    cache = local_cache.read_json(cache_path, {})
+    if not isinstance(cache, dict) or not isinstance(cache.get(key), (int, float)):
+        cache = cache if isinstance(cache, dict) else {}
         cache[key] = _measure_peak(tf.as_dtype(dtype), size, seconds)
-        if cache_path:
-            os.makedirs(os.path.dirname(cache_path), exist_ok=True)
-            with open(cache_path, "w") as f:
-                json.dump(cache, f, indent=1)
+        local_cache.write_json(cache_path, cache)
     return cache[key]

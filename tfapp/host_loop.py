@@ -42,6 +42,7 @@ class Outcome:
     nan_restores: list = dataclasses.field(default_factory=list)  # steps at which a NaN loss was restored
     time_to_target: float = None  # wall seconds from start until the eval main metric first reached the target
     step_to_target: int = None
+    loop_speeds: list = dataclasses.field(default_factory=list)  # (step at the loop's end, steps/s) per loop
 
     measured_input_wait: bool = True
 
@@ -144,11 +145,10 @@ def _reached(value, target, mode):
     return value >= target if mode == "max" else value <= target
 
 
-def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks=(),
-              flops_per_step=None, peak_flops=None):
+def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks=()):
     """Runs the schedule of loops from the optimizer's step; returns an Outcome. Logs rows into `run_log`:
-    per loop the train loss/metrics and learning_rate; steps_per_second and (given the FLOPs) mfu go to
-    TensorBoard only, so metrics.csv stays identical between deterministic runs."""
+    per loop the train loss/metrics and learning_rate; steps_per_second goes to TensorBoard only (and into
+    `Outcome.loop_speeds`), so metrics.csv stays identical between deterministic runs."""
     config, optimizer = experiment.config, experiment.optimizer
     callback_list = _callbacks(experiment, callbacks)
     experiment.model.stop_training = False
@@ -177,8 +177,6 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                 continue
             train_values["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
             speed = {"steps_per_second": size / elapsed}
-            if flops_per_step and peak_flops:
-                speed["mfu"] = flops_per_step * size / elapsed / peak_flops
             if step == outcome.start_step:
                 outcome.time_to_first_step, outcome.compile_seconds = time.time() - start_time, elapsed
             else:
@@ -187,6 +185,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                 outcome.input_handover_seconds += trainer.last_input_handover
             step += size
             outcome.steps = step
+            outcome.loop_speeds.append((step, speed["steps_per_second"]))
             run_log.log(step, "train", train_values)
             run_log.log(step, "train", speed, csv_too=False)
             progress.update(step, values=[(k, v) for k, v in train_values.items() if k != "learning_rate"],

@@ -119,7 +119,7 @@ def train(config, task, source, build_optimizer, start_time):
     extra, baselines = task.whole_test_set_figures(model, source, config, eval_data)
     final = {**recorder.eval_metrics, **extra}
     export_path = _export_in_tensorflow_process(config.model_dir) if config.export else None
-    plots.plot_curves(run_log, task.main_metric, report.join(config.model_dir, "curves.png"),
+    plots.plot_curves(run_log.series, task.main_metric, report.join(config.model_dir, "curves.png"),
                       title=f"{task.name} / {config.model} — JAX DataParallel × {len(devices)}")
     speed = recorder.steps_per_second
     content = {

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 import pipelines
 import strategies
-from tfapp import flops
+from tfapp import flops, local_cache
 from tfapp.config import PRECISIONS
 
 CSV_HEADER = ("step", "split", "metric", "value")
@@ -173,7 +173,7 @@ def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, 
         "flops_method": "tf.compat.v1.profiler float_operation of forward+backward graph x replicas",
         "achieved_flops_per_second": achieved,
         "peak_flops_per_second": peak,
-        "peak_flops_method": f"measured square matmul in the compute dtype, cached in {flops.CACHE}",
+        "peak_flops_method": f"measured square matmul in the compute dtype, cached in {local_cache.path(flops.CACHE_FILE)}",
         "mfu": achieved / peak if achieved else None,
         "tf_version": tf.__version__,
         "keras_version": keras.__version__,

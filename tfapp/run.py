@@ -7,6 +7,7 @@
 curves.png, report.json and the SavedModel. `run` is the two in a row; the CLI and notebooks call it.
 On multi-worker runs only the chief writes into model_dir; the other workers write to a temporary directory.
 """
+import contextlib
 import dataclasses
 import functools
 import shutil
@@ -21,7 +22,7 @@ import tensorflow as tf
 import pipelines
 import pipelines.augment
 import strategies
-from tfapp import autotune, checkpoints, export, host_loop, loop, plots, report, tasks
+from tfapp import autotune, autotune_cache, checkpoints, export, host_loop, loop, plots, report, tasks
 from tfapp.config import PRECISIONS, ConfigError
 
 
@@ -40,6 +41,7 @@ class Experiment:
     make_train_data: Any = None   # skip_steps -> distributed training dataset resuming at that step
     resumed_from: Any = None      # checkpoint path the run continues from, or None
     block: Any = None             # batches per element of train_data (None: one batch per element)
+    startup: dict = dataclasses.field(default_factory=dict)  # seconds per start-up stage, for report.json
 
     def restart_train_data(self, step):
         self.train_data = self.make_train_data(step)
@@ -91,7 +93,9 @@ def prepare(config):
     """Builds strategy, data and model for a resolved Config (resuming from model_dir's checkpoint when there is
     one); raises ValueError subclasses on bad input and writes nothing."""
     task = tasks.get_task(config.task).for_model(config.model)
-    strategy = strategies.get_strategy(config.strategy, tpu=config.tpu, num_cpu_devices=config.num_cpu_devices)
+    startup = {}
+    with _timed(startup, "strategy_s"):
+        strategy = strategies.get_strategy(config.strategy, tpu=config.tpu, num_cpu_devices=config.num_cpu_devices)
     is_chief = strategies.is_chief(strategy)
     model_dir, resuming = checkpoints.resolve_model_dir(config.model_dir, config.resume)
     config = dataclasses.replace(config, model_dir=model_dir)
@@ -103,7 +107,8 @@ def prepare(config):
         raise ConfigError(f"--batch_size={config.batch_size} (global) is not divisible by "
                           f"{strategy.num_replicas_in_sync} replicas")
     check_jit_compile(config.jit_compile, strategy)
-    source = load_source(config, task)
+    with _timed(startup, "data_load_s"):
+        source = load_source(config, task)
     keras.utils.set_random_seed(config.seed)
     preprocess = task.preprocessor(source.spec)
     augment = None
@@ -128,7 +133,7 @@ def prepare(config):
     eval_data = strategy.distribute_datasets_from_function(lambda context: pipelines.eval_dataset(
         source.splits["test"], preprocess, config.batch_size, source.num_examples["test"], context,
         vectorized=task.vectorized_preprocess))
-    with strategy.scope():
+    with _timed(startup, "model_build_s"), strategy.scope():
         model = build_model(config, task, source.spec)
         optimizer = build_optimizer(config)
         optimizer.build(model.trainable_variables)
@@ -139,13 +144,13 @@ def prepare(config):
         checkpoints.check_writable(model_dir)
     start_step = int(optimizer.iterations.numpy())
     return Experiment(config, task, strategy, source, model, optimizer, make_train_data(start_step), eval_data,
-                      is_chief, make_train_data, resumed_from, block)
+                      is_chief, make_train_data, resumed_from, block, startup)
 
 
 def choose_trainer(experiment):
-    """A loop.Trainer with the configured (or measured) XLA setting, its steps per loop, and the autotune record."""
-    config, strategy = experiment.config, experiment.strategy
-    task = experiment.task
+    """(loop.Trainer with the configured, cached or measured XLA setting, its steps per loop, the autotune
+    record for report.json: "source" is "fixed", "cache" or "measured")."""
+    config, strategy, task = experiment.config, experiment.strategy, experiment.task
 
     def make_trainer(jit):
         return loop.Trainer(strategy, experiment.model, experiment.optimizer, task.loss(), task.metrics,
@@ -153,22 +158,37 @@ def choose_trainer(experiment):
                             block=experiment.block)
 
     jits = autotune.jit_candidates(config.jit_compile, strategy, blocks=bool(experiment.block))
-    if config.deterministic and config.jit_compile == "auto":
-        jits = [False]  # XLA and the plain step round differently: keep one numeric path
     fixed_spl = None if config.steps_per_loop == "auto" else int(config.steps_per_loop)
     if len(jits) == 1 and fixed_spl:
-        return make_trainer(jits[0]), fixed_spl, None
+        return make_trainer(jits[0]), fixed_spl, {"source": "fixed", "reason": "set by flags"}
     if config.deterministic:
-        # Measuring runs a time-dependent number of steps: fixed settings keep runs identical.
-        return make_trainer(jits[0]), fixed_spl or 16, {"skipped": "--deterministic: fixed 16 steps per loop"}
+        # Measuring runs a time-dependent number of steps: fixed settings keep runs identical. XLA and the plain
+        # step round differently: keep one numeric path.
+        jit = jits[0] if config.jit_compile != "auto" else False
+        return make_trainer(jit), fixed_spl or 16, {"source": "fixed", "reason": "--deterministic: no XLA unless "
+                                                    "--jit_compile says so, 16 steps per loop unless set"}
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Workers time differently and must not choose differently: fixed, stated choice instead of measuring.
-        return make_trainer(False), fixed_spl or 16, {"skipped": "multi-worker: fixed jit_compile=false, 16 steps"}
-    result = autotune.autotune(make_trainer, iter(experiment.train_data), jits,
-                               (fixed_spl,) if fixed_spl else autotune.STEPS_PER_LOOP_CANDIDATES,
-                               budget_seconds=config.autotune_seconds,
+        return make_trainer(False), fixed_spl or 16, {"source": "fixed", "reason": "multi-worker: "
+                                                      "jit_compile=false, 16 steps per loop unless set"}
+    start_step = int(experiment.optimizer.iterations.numpy())
+    planned = config.train_steps - start_step
+    cache_key = autotune_cache.key(experiment, report.device_description(strategy), jits, fixed_spl)
+    entry = autotune_cache.lookup(cache_key, planned, config.autotune_seconds) if config.autotune == "cache" \
+        else None
+    if entry:
+        choice = entry["choice"]
+        return make_trainer(choice["jit_compile"]), int(choice["steps_per_loop"]), {
+            "source": "cache", "cache_file": autotune_cache.file_for(cache_key), "choice": choice,
+            "steps_per_second": entry["steps_per_second"], "measured": entry["written"]}
+    # Measuring reads a dataset of its own: iterators of one dataset share its shuffle state, so reading ahead
+    # here would change the run's data order.
+    result = autotune.autotune(make_trainer, iter(experiment.make_train_data(start_step)), jits, fixed_spl,
+                               budget_seconds=config.autotune_seconds, planned_steps=planned,
                                variables=lambda: experiment.model.variables + experiment.optimizer.variables)
-    return result.trainer, result.steps_per_loop, result.to_json()
+    autotune_cache.store(cache_key, result)
+    return result.trainer, result.steps_per_loop, {"source": "measured", "cache_file": autotune_cache.file_for(
+        cache_key), **result.to_json()}
 
 
 def extra_metrics(experiment, outcome):
@@ -191,19 +211,32 @@ def train(experiment, start_time=None, callbacks=()):
     write_dir = config.model_dir if experiment.is_chief else tempfile.mkdtemp(prefix="tfapp-worker-")
     tf.io.gfile.makedirs(write_dir)
     checkpoints.write_config(write_dir, dataclasses.asdict(config))
-    trainer, steps_per_loop, autotune_record = choose_trainer(experiment)
+    startup = experiment.startup
+    with _timed(startup, "autotune_s"):
+        trainer, steps_per_loop, autotune_record = choose_trainer(experiment)
     start_step = int(experiment.optimizer.iterations.numpy())
     run_log = report.RunLog(write_dir, keep_until=start_step if experiment.resumed_from else None)
     run_log.log_hparams(dataclasses.asdict(config))
-    flops_per_step, peak = report.step_flops_and_peak(experiment)
     try:
-        outcome = host_loop.run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks,
-                                      flops_per_step, peak)
+        outcome = host_loop.run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks)
+        # FLOPs after training (they are for the report, not the first step); per-loop MFU into TensorBoard
+        flops_per_step, peak = report.step_flops_and_peak(experiment)
+        for step, speed in outcome.loop_speeds:
+            run_log.log(step, "train", {"mfu": flops_per_step * speed / peak}, csv_too=False)
     finally:
         run_log.close()
+    startup["first_step_s"] = outcome.compile_seconds  # tracing (and XLA compiling) the step, plus its run
+    startup["time_to_first_step_s"] = outcome.time_to_first_step
+    if autotune_record.get("source") in ("cache", "measured"):  # a choice slower in use than measured: stale
+        autotune_record["stale"] = autotune_cache.check_speed(
+            autotune_record["cache_file"], autotune_record["steps_per_second"], outcome.steps_per_second,
+            outcome.timed_seconds)
     if outcome.stopped_by_signal:
         return {"status": "interrupted", "signal": outcome.stopped_by_signal, "steps": outcome.steps,
                 "model_dir": config.model_dir, "task": task.name}
+    # curves.png is drawn in a background thread while the export runs (both mostly single-threaded Python)
+    curves = plots.start_curves(run_log.series, task.main_metric, report.join(write_dir, "curves.png"),
+                                title=f"{task.name} / {config.model} — {strategies.describe(experiment.strategy)}")
     extra_metrics(experiment, outcome)
     export_path = tflite = None
     if config.export:
@@ -216,15 +249,25 @@ def train(experiment, start_time=None, callbacks=()):
             except export.TFLiteError as error:  # the run and its SavedModel stand; say why there is no .tflite
                 print(f"tfapp-train: warning: {error}", file=sys.stderr)
                 tflite = f"not written: {error}"
-    plots.plot_curves(run_log, task.main_metric, report.join(write_dir, "curves.png"),
-                      title=f"{task.name} / {config.model} — {strategies.describe(experiment.strategy)}")
+    plots.join_curves(curves)
     content = report.build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, export_path,
                                   wall_time=time.time() - start_time, flops_per_step=flops_per_step, peak=peak)
     content["tflite"] = tflite  # path of model.tflite, "not written: why", or None without --tflite
+    content["startup"] = startup  # seconds: where the time to the first step went
     report.write_json(report.join(write_dir, "report.json"), content)
     if not experiment.is_chief:
         shutil.rmtree(write_dir, ignore_errors=True)
     return content
+
+
+@contextlib.contextmanager
+def _timed(timings, name):
+    """Adds the seconds the block took to timings[name]."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
 def run(config, start_time=None, callbacks=()):

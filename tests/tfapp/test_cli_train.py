@@ -105,3 +105,22 @@ def test_flagfile(tmp_path):
     out = run_cli([f"--flagfile={flagfile}"])
     assert out.returncode == 0, out.stderr[-3000:]
     assert read_report(str(model_dir))["config"]["seed"] == 3
+
+
+def test_tensorflow_start_up_notices_are_hidden_unless_asked_for(tmp_path):
+    """TF's C++ notices (oneDNN, CUDA search) ignore TF_CPP_MIN_LOG_LEVEL since absl logging; the CLI filters
+    them from stderr, keeps real errors, and shows everything with --verbose."""
+    import os
+    import subprocess
+    import sys
+    from tests.conftest import REPO
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFAPP_QUIET_TF_LOGS")}
+    outputs = {}
+    for extra in ([], ["--verbose"]):
+        out = subprocess.run([sys.executable, "-m", "tfapp.cli.train", f"--model_dir={tmp_path / 'r'}", "--smoke",
+                              "--learning_rate=-1", *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2
+        outputs[bool(extra)] = out.stderr
+    quiet, verbose = outputs[False], outputs[True]
+    assert quiet.strip().splitlines() == ["tfapp-train: error: --learning_rate must be > 0, got -1.0"]
+    assert "oneDNN custom operations are on" in verbose and verbose.strip().endswith("got -1.0")

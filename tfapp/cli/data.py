@@ -9,7 +9,9 @@ stderr naming the flag or file, exit status 2, nothing written.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tfapp.cli import tf_logs  # noqa: E402
+
+tf_logs.quiet()  # TensorFlow's C++ start-up notices stay out (--verbose shows them)
 
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
@@ -22,6 +24,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+    tf_logs.define_flag()
     tfapp_flags.define_data_flags()
     flags.DEFINE_string("out", None, "Output directory (local or gs://); for tfds the data_dir to write into.")
     flags.DEFINE_enum("format", "tfrecord", ["tfrecord", "tfds"], "Output format.")

@@ -13,7 +13,9 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tfapp.cli import tf_logs  # noqa: E402
+
+tf_logs.quiet()  # TensorFlow's C++ start-up notices stay out (--verbose shows them)
 
 from absl import app, flags, logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -26,6 +28,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+    tf_logs.define_flag()
     flags.DEFINE_string("model_dir", None, "Run directory written by tfapp-train (config.json + checkpoints/).")
     flags.DEFINE_string("export_dir", None, "Where versions go (local, gs://, …). Default: <model_dir>/export.")
     flags.DEFINE_boolean("tflite", False, "Also convert serving_default to <version>/model.tflite.")

@@ -12,7 +12,9 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tfapp.cli import tf_logs  # noqa: E402
+
+tf_logs.quiet()  # TensorFlow's C++ start-up notices stay out (--verbose shows them)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -23,6 +25,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 def define_flags():
+    tf_logs.define_flag()
     flags.DEFINE_string("export_dir", None, "SavedModel directory (an export/<version>/ folder).")
     flags.DEFINE_string("input", None, "A .csv, .npz or image file; several image files separated by commas.")
     flags.DEFINE_string("signature", "serving_default", "Signature to call.")

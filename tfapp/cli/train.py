@@ -11,7 +11,9 @@ import sys
 import time
 
 START_TIME = time.time()
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the run log
+from tfapp.cli import tf_logs  # noqa: E402
+
+tf_logs.quiet()  # TensorFlow's C++ start-up notices stay out of the run log (--verbose shows them)
 
 from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
@@ -23,6 +25,8 @@ from tfapp import checkpoints  # noqa: E402
 from tfapp import host_loop  # noqa: E402
 from tfapp import run as run_lib  # noqa: E402
 from tfapp.config import ConfigError  # noqa: E402
+
+IMPORTED_TIME = time.time()
 
 
 def summary_line(content):
@@ -42,6 +46,7 @@ def _run_jax(config):
                           "pip install \"jax[tpu]\")")
     if keras.backend.backend() != "jax":
         sys.stdout.flush()
+        tf_logs.restore()  # the pipe's reader does not survive exec; the new process filters for itself
         os.execve(sys.executable, [sys.executable, "-m", "tfapp.cli.train", *sys.argv[1:]],
                   {**os.environ, "KERAS_BACKEND": "jax"})
     content = run_lib.run_jax(config, START_TIME)
@@ -63,6 +68,7 @@ def main(argv):
             raise
         print(f"tfapp-train: error: {error}", file=sys.stderr)
         return 2
+    experiment.startup["imports_s"] = IMPORTED_TIME - START_TIME
     if experiment.resumed_from:
         print(f"resuming from {experiment.resumed_from}", flush=True)
     try:

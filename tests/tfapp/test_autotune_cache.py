@@ -1,0 +1,96 @@
+"""The autotune cache: a repeated command reuses the measured choice and gets identical metrics; measuring
+leaves no trace; a corrupt cache is rewritten; a run slower than promised marks its entry stale; --autotune=measure
+measures again."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import read_report, run_cli
+from tfapp import autotune, autotune_cache, local_cache, run
+from tfapp import config as config_lib
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    path = tmp_path / "cache"
+    monkeypatch.setenv("TFAPP_CACHE_DIR", str(path))
+    return path
+
+
+def _run(tmp_path, name, **values):
+    values = {"train_steps": 60, "eval_every": 30, **values}
+    config = config_lib.Config(task="digits", model="cnn", strategy="default", export=False,
+                               model_dir=str(tmp_path / name), **values).resolved()
+    experiment = run.prepare(config)
+    return run.train(experiment), experiment.model.get_weights()
+
+
+def test_measuring_leaves_no_trace(tmp_path, cache_dir, monkeypatch):
+    """A run that measures every XLA setting (budget forced open), then trains, ends bit for bit where a run
+    given the same choice without measuring ends: weights, optimizer, Dropout's RNG and data order untouched."""
+    monkeypatch.setattr(autotune, "FRACTION", 100.0)
+    monkeypatch.setattr(autotune, "COMPILE_FACTOR", 0.0)
+    measured, measured_weights = _run(tmp_path, "measured", autotune_seconds=4.0)
+    record = measured["autotune"]
+    assert record["source"] == "measured" and record["untried"] == []
+    assert {str(m["jit_compile"]) for m in record["measurements"]} == {"False", "True", "block"}
+    choice = record["choice"]
+    fixed, fixed_weights = _run(tmp_path, "fixed", jit_compile=str(choice["jit_compile"]).lower(),
+                                steps_per_loop=str(choice["steps_per_loop"]))
+    assert fixed["autotune"]["source"] == "fixed"
+    assert measured["final_metrics"] == fixed["final_metrics"]
+    for a, b in zip(measured_weights, fixed_weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_same_command_twice_reuses_the_choice_and_repeats_the_metrics(tmp_path, cache_dir):
+    args = ["--task=digits", "--model=mlp", "--train_steps=300", "--eval_every=100", "--noexport"]
+    env = {"TFAPP_CACHE_DIR": str(cache_dir)}
+    for name in ("first", "second"):
+        out = run_cli([f"--model_dir={tmp_path / name}", *args], env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+    first, second = read_report(str(tmp_path / "first")), read_report(str(tmp_path / "second"))
+    assert first["autotune"]["source"] == "measured" and second["autotune"]["source"] == "cache"
+    assert first["autotune"]["choice"] == second["autotune"]["choice"]
+    assert first["final_metrics"] == second["final_metrics"]
+    assert second["startup"]["autotune_s"] < 0.5 and set(second["startup"]) >= {
+        "imports_s", "data_load_s", "model_build_s", "autotune_s", "first_step_s", "time_to_first_step_s"}
+
+
+def test_corrupt_cache_is_rewritten_stale_entries_and_measure_measure_again(tmp_path, cache_dir):
+    first, _ = _run(tmp_path, "a")
+    path = first["autotune"]["cache_file"]
+    assert os.path.dirname(path) == str(cache_dir / "autotune")
+    with open(path, "w") as f:
+        f.write("{not json")
+    again, _ = _run(tmp_path, "b")
+    assert again["autotune"]["source"] == "measured" and isinstance(local_cache.read_json(path), dict)
+    assert _run(tmp_path, "c")[0]["autotune"]["source"] == "cache"
+    assert _run(tmp_path, "d", autotune="measure")[0]["autotune"]["source"] == "measured"
+    # A run far slower than the entry promised (over >= 1 s of timed loops) marks it stale: the next run
+    # measures again.
+    entry = local_cache.read_json(path)
+    entry["steps_per_second"] *= 100
+    local_cache.write_json(path, entry)
+    slow, _ = _run(tmp_path, "e", train_steps=600, eval_every=300)
+    assert slow["autotune"]["source"] == "cache" and slow["autotune"]["stale"] is True
+    assert local_cache.read_json(path)["stale"] is True
+    assert _run(tmp_path, "f")[0]["autotune"]["source"] == "measured"
+
+
+def test_an_entry_that_left_xla_untried_is_measured_again_by_a_run_that_can_pay_for_it():
+    entry = {"steps_per_second": 100.0, "trace_seconds": 0.5, "untried": ["True"]}
+    key = {"k": 1}
+    local_cache.write_json(autotune_cache.file_for(key), {**entry, "key": key, "choice": {
+        "jit_compile": False, "steps_per_loop": 16}})
+    assert autotune_cache.lookup(key, planned_steps=100, budget_seconds=3.0) is not None   # 0.1 s of budget
+    assert autotune_cache.lookup(key, planned_steps=100_000, budget_seconds=3.0) is None   # 3 s >= 3 x 0.5 s
+
+
+def test_cache_writes_are_atomic_files(tmp_path):
+    path = str(tmp_path / "x" / "entry.json")
+    assert local_cache.write_json(path, {"a": 1})
+    assert json.load(open(path)) == {"a": 1} and os.listdir(tmp_path / "x") == ["entry.json"]
+    assert local_cache.read_json(str(tmp_path / "missing.json"), "default") == "default"
