@@ -162,8 +162,17 @@ def padded_shard_size(num_examples, global_batch_size, context):
     return max(1, math.ceil(largest_shard / per_pipeline_batch)) * per_pipeline_batch
 
 
-def eval_dataset(make_split, preprocess, global_batch_size, num_examples, input_context=None, vectorized=False):
-    """One pass of per-replica batches of (features, label, weight); weight is 0.0 on padding examples."""
+def eval_steps(num_examples, global_batch_size, num_input_pipelines=1):
+    """Distributed steps in one pass over an eval_dataset (equal on every input pipeline, thanks to padding)."""
+    context = tf.distribute.InputContext(num_input_pipelines=num_input_pipelines)
+    return padded_shard_size(num_examples, global_batch_size, context) // (global_batch_size // num_input_pipelines)
+
+
+def eval_dataset(make_split, preprocess, global_batch_size, num_examples, input_context=None, vectorized=False,
+                 repeat=False):
+    """One pass of per-replica batches of (features, label, weight); weight is 0.0 on padding examples.
+    `repeat`: passes end to end, forever (cached after the first), for a loop that keeps one iterator and takes
+    `eval_steps(…)` batches per evaluation instead of starting an iterator each time."""
     context = _context(input_context)
     batch = per_replica_batch_size(global_batch_size, context)
     shard = _shard(make_split(), context)
@@ -182,4 +191,5 @@ def eval_dataset(make_split, preprocess, global_batch_size, num_examples, input_
         dataset = dataset.batch(batch, drop_remainder=True).map(apply, num_parallel_calls=AUTOTUNE)
     else:
         dataset = dataset.map(apply, num_parallel_calls=AUTOTUNE).batch(batch, drop_remainder=True)
-    return dataset.cache().prefetch(AUTOTUNE)
+    dataset = dataset.cache()
+    return (dataset.repeat() if repeat else dataset).prefetch(AUTOTUNE)

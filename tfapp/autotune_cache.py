@@ -37,8 +37,8 @@ def _version(package):
 def key(experiment, device, jit_candidates, steps_per_loop):
     """The dict of everything the choice depends on (`device`: report.device_description of the strategy)."""
     config = experiment.config
-    batch_spec = [f"{spec.dtype.name}{spec.shape.as_list()}"
-                  for spec in tf.nest.flatten(experiment.train_data.element_spec)]
+    batch_spec = [f"{spec.dtype.name}{spec.shape.as_list()}"  # per-replica specs (Mirrored) expand to tensors
+                  for spec in tf.nest.flatten(experiment.train_data.element_spec, expand_composites=True)]
     return {"format": FORMAT, "device": device, "tensorflow": tf.__version__, "keras": keras.__version__,
             "jax": _version("jax"), "task": config.task, "model": config.model, "batch_spec": batch_spec,
             "batch_size": config.batch_size, "strategy": type(experiment.strategy).__name__,

@@ -24,28 +24,42 @@ def next_version(export_base):
     return max(versions, default=0) + 1
 
 
+class PreparedExport:
+    """A strategy-free copy of the model with its signature functions traced, waiting for the trained weights:
+    `prepare` can run while training goes on (in a background thread: tracing is Python work, training mostly
+    C++), and `write` then only copies the weights and writes the files."""
+
+    def __init__(self, build_model, serving, spec=None):
+        self.model = build_model()
+        signatures = dict(serving(self.model, spec))
+        self.keep = signatures.pop("_keep", [])
+        for function in signatures.values():
+            function.get_concrete_function()  # tracing calls (and so builds) the layers in `keep`
+        self.signatures = signatures
+
+    def write(self, trained_model, export_base):
+        """Copies `trained_model`'s weights in and writes `<export_base>/<version>/`; returns that path.
+        Written with `keras.export.ExportArchive`, which tracks Keras variables so that the TFLite converter reads
+        them too (a plain `tf.saved_model.save` of a module holding the model reloads fine in TF but converts to
+        TFLite with garbage weights on TF 2.21 / Keras 3.15)."""
+        self.model.set_weights(trained_model.get_weights())
+        archive = keras.export.ExportArchive()
+        archive.track(self.model)
+        for resource in self.keep:
+            archive.track(resource)
+        for name, function in self.signatures.items():
+            archive.add_endpoint(name, function)
+        path = report.join(export_base, str(next_version(export_base)))
+        archive.write_out(path, verbose=False)
+        return path
+
+
 def export_saved_model(model, build_model, serving, export_base, spec=None):
     """Writes `serving(copy_of_model, spec)` signatures to `<export_base>/<version>/`; returns that path.
 
     A `"_keep"` entry of the signatures dict lists objects the functions use that must be saved with them
-    (e.g. a TextVectorization's lookup table). Written with `keras.export.ExportArchive`, which tracks Keras
-    variables so that the TFLite converter reads them too (a plain `tf.saved_model.save` of a module holding the
-    model reloads fine in TF but converts to TFLite with garbage weights on TF 2.21 / Keras 3.15)."""
-    plain = build_model()
-    plain.set_weights(model.get_weights())
-    signatures = dict(serving(plain, spec))
-    keep = signatures.pop("_keep", [])
-    for function in signatures.values():
-        function.get_concrete_function()  # tracing calls (and so builds) the layers in `keep`
-    archive = keras.export.ExportArchive()
-    archive.track(plain)
-    for resource in keep:
-        archive.track(resource)
-    for name, function in signatures.items():
-        archive.add_endpoint(name, function)
-    path = report.join(export_base, str(next_version(export_base)))
-    archive.write_out(path, verbose=False)
-    return path
+    (e.g. a TextVectorization's lookup table)."""
+    return PreparedExport(build_model, serving, spec).write(model, export_base)
 
 
 TFLITE_FILE = "model.tflite"

@@ -145,10 +145,13 @@ def _reached(value, target, mode):
     return value >= target if mode == "max" else value <= target
 
 
-def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks=()):
+def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks=(),
+              after_first_loop=None):
     """Runs the schedule of loops from the optimizer's step; returns an Outcome. Logs rows into `run_log`:
     per loop the train loss/metrics and learning_rate; steps_per_second goes to TensorBoard only (and into
-    `Outcome.loop_speeds`), so metrics.csv stays identical between deterministic runs."""
+    `Outcome.loop_speeds`), so metrics.csv stays identical between deterministic runs. `after_first_loop()` is
+    called once the first loop (tracing, compiling) is done: background work started then does not compete with
+    the trace for the Python interpreter."""
     config, optimizer = experiment.config, experiment.optimizer
     callback_list = _callbacks(experiment, callbacks)
     experiment.model.stop_training = False
@@ -179,6 +182,8 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
             speed = {"steps_per_second": size / elapsed}
             if step == outcome.start_step:
                 outcome.time_to_first_step, outcome.compile_seconds = time.time() - start_time, elapsed
+                if after_first_loop:
+                    after_first_loop()
             else:
                 outcome.timed_steps, outcome.timed_seconds = outcome.timed_steps + size, outcome.timed_seconds + elapsed
                 outcome.input_wait_seconds += trainer.last_input_wait
@@ -192,7 +197,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                             finalize=False)
             callback_list.on_train_batch_end(step, logs=train_values)
             if step % config.eval_every == 0 or step == config.train_steps:
-                outcome.eval_metrics = trainer.evaluate(experiment.eval_data)
+                outcome.eval_metrics = trainer.evaluate(experiment.eval_data, experiment.eval_steps)
                 run_log.log(step, "eval", outcome.eval_metrics)
                 main = outcome.eval_metrics.get(experiment.task.main_metric)
                 if config.target_metric is not None and outcome.time_to_target is None and main is not None \
@@ -215,7 +220,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                 break
     if not outcome.eval_metrics and not outcome.stopped_by_signal:
         # Resumed at the last step (or no evaluation fell inside this session): the final metrics still count.
-        outcome.eval_metrics = trainer.evaluate(experiment.eval_data)
+        outcome.eval_metrics = trainer.evaluate(experiment.eval_data, experiment.eval_steps)
     progress.update(step, finalize=True)
     callback_list.on_train_end()
     return outcome

@@ -67,6 +67,8 @@ class Trainer:
                              else None)
         self._train_loop = tf.function(self._train_loop_fn)
         self._eval_loop = tf.function(self._eval_loop_fn)
+        self._eval_steps = tf.function(self._eval_steps_fn)
+        self._eval_source = self._eval_iterator = None
 
     def _replica_step(self, features, labels):
         with tf.GradientTape() as tape:
@@ -234,6 +236,10 @@ class Trainer:
         for features, labels, weights in dataset:
             self.strategy.run(self._eval_step, args=(features, labels, weights))
 
+    def _eval_steps_fn(self, iterator, num_steps):
+        for _ in tf.range(num_steps):
+            self.strategy.run(self._eval_step, args=next(iterator))
+
     def train(self, iterator, num_steps):
         """Runs `num_steps` optimizer steps in one call; returns the mean train loss and metrics over them.
 
@@ -252,9 +258,16 @@ class Trainer:
             float(t) for t in self._train_loop(iterator, tf.constant(num_steps, tf.int32)))
         return _results(self.train_loss, self.train_metrics)
 
-    def evaluate(self, dataset):
-        """One pass over a distributed eval dataset of (features, label, weight); weighted loss and metrics."""
+    def evaluate(self, dataset, steps=None):
+        """One pass over a distributed eval dataset of (features, label, weight); weighted loss and metrics.
+        `steps`: the dataset repeats and one pass is this many batches: one iterator serves every evaluation
+        (starting an iterator per evaluation cost ~20 ms of a ~27 ms digits evaluation here)."""
         for metric in [self.eval_loss, *self.eval_metrics]:
             metric.reset_state()
-        self._eval_loop(dataset)
+        if steps is None:
+            self._eval_loop(dataset)
+        else:
+            if self._eval_source is not dataset:
+                self._eval_source, self._eval_iterator = dataset, iter(dataset)
+            self._eval_steps(self._eval_iterator, tf.constant(steps))
         return _results(self.eval_loss, self.eval_metrics)

@@ -7,6 +7,7 @@
 curves.png, report.json and the SavedModel. `run` is the two in a row; the CLI and notebooks call it.
 On multi-worker runs only the chief writes into model_dir; the other workers write to a temporary directory.
 """
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -42,6 +43,7 @@ class Experiment:
     resumed_from: Any = None      # checkpoint path the run continues from, or None
     block: Any = None             # batches per element of train_data (None: one batch per element)
     startup: dict = dataclasses.field(default_factory=dict)  # seconds per start-up stage, for report.json
+    eval_steps: Any = None        # batches per evaluation of eval_data (which repeats); None: it is one pass
 
     def restart_train_data(self, step):
         self.train_data = self.make_train_data(step)
@@ -130,9 +132,17 @@ def prepare(config):
             vectorized=task.vectorized_preprocess, arrays=(source.arrays or {}).get("train"), skip_steps=skip_steps,
             blocks=bool(block), augment=augment))
 
-    eval_data = strategy.distribute_datasets_from_function(lambda context: pipelines.eval_dataset(
-        source.splits["test"], preprocess, config.batch_size, source.num_examples["test"], context,
-        vectorized=task.vectorized_preprocess))
+    contexts = []  # the input context tf.distribute hands out: how many input pipelines share the eval set
+
+    def make_eval_data(context):
+        contexts.append(context)
+        return pipelines.eval_dataset(source.splits["test"], preprocess, config.batch_size,
+                                      source.num_examples["test"], context, vectorized=task.vectorized_preprocess,
+                                      repeat=True)
+
+    eval_data = strategy.distribute_datasets_from_function(make_eval_data)
+    eval_steps = pipelines.eval_steps(source.num_examples["test"], config.batch_size,
+                                      contexts[0].num_input_pipelines)
     with _timed(startup, "model_build_s"), strategy.scope():
         model = build_model(config, task, source.spec)
         optimizer = build_optimizer(config)
@@ -144,7 +154,7 @@ def prepare(config):
         checkpoints.check_writable(model_dir)
     start_step = int(optimizer.iterations.numpy())
     return Experiment(config, task, strategy, source, model, optimizer, make_train_data(start_step), eval_data,
-                      is_chief, make_train_data, resumed_from, block, startup)
+                      is_chief, make_train_data, resumed_from, block, startup, eval_steps)
 
 
 def choose_trainer(experiment):
@@ -195,7 +205,8 @@ def extra_metrics(experiment, outcome):
     """Adds the task's whole-test-set metrics (entity F1, recall@k) to the final metrics, and its baselines."""
     task, source, config = experiment.task, experiment.source, experiment.config
     batches = pipelines.eval_dataset(source.splits["test"], task.preprocessor(source.spec), config.batch_size,
-                                     source.num_examples["test"], vectorized=task.vectorized_preprocess)
+                                     source.num_examples["test"], vectorized=task.vectorized_preprocess) \
+        if task.evaluate_extra else None  # only a whole-test-set metric reads them
     extra, outcome.baselines = task.whole_test_set_figures(experiment.model, source, config, batches)
     if outcome.eval_metrics is not None:
         outcome.eval_metrics.update(extra)
@@ -217,39 +228,55 @@ def train(experiment, start_time=None, callbacks=()):
     start_step = int(experiment.optimizer.iterations.numpy())
     run_log = report.RunLog(write_dir, keep_until=start_step if experiment.resumed_from else None)
     run_log.log_hparams(dataclasses.asdict(config))
+    # Work the end of the run needs, done in the shadow of training once the first loop has traced the step
+    # (compiled loops release the GIL): FLOPs, the export's model copy and traced signatures, matplotlib's set-up.
+    shadow = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tfapp-shadow")
+    futures = {}
+
+    def start_shadow_work():
+        futures["flops"] = shadow.submit(report.step_flops_and_peak, experiment)
+        if config.export:
+            futures["export"] = shadow.submit(
+                export.PreparedExport, lambda: task.models[config.model](config, experiment.source.spec),
+                task.serving, experiment.source.spec)
+        shadow.submit(plots.warm_up)
+
     try:
-        outcome = host_loop.run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks)
-        # FLOPs after training (they are for the report, not the first step); per-loop MFU into TensorBoard
-        flops_per_step, peak = report.step_flops_and_peak(experiment)
-        for step, speed in outcome.loop_speeds:
-            run_log.log(step, "train", {"mfu": flops_per_step * speed / peak}, csv_too=False)
+        try:
+            outcome = host_loop.run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time,
+                                          callbacks, after_first_loop=start_shadow_work)
+            if "flops" not in futures:  # no loop ran (resumed at the last step)
+                start_shadow_work()
+            flops_per_step, peak = futures["flops"].result()
+            for step, speed in outcome.loop_speeds:  # per-loop MFU into TensorBoard
+                run_log.log(step, "train", {"mfu": flops_per_step * speed / peak}, csv_too=False)
+        finally:
+            run_log.close()
+        startup["first_step_s"] = outcome.compile_seconds  # tracing (and XLA compiling) the step, plus its run
+        startup["time_to_first_step_s"] = outcome.time_to_first_step
+        if autotune_record.get("source") in ("cache", "measured"):  # a choice slower in use than measured: stale
+            autotune_record["stale"] = autotune_cache.check_speed(
+                autotune_record["cache_file"], autotune_record["steps_per_second"], outcome.steps_per_second,
+                outcome.timed_seconds)
+        if outcome.stopped_by_signal:
+            return {"status": "interrupted", "signal": outcome.stopped_by_signal, "steps": outcome.steps,
+                    "model_dir": config.model_dir, "task": task.name}
+        # curves.png is drawn in a background thread while the export is written
+        curves = plots.start_curves(run_log.series, task.main_metric, report.join(write_dir, "curves.png"),
+                                    title=f"{task.name} / {config.model} — {strategies.describe(experiment.strategy)}")
+        extra_metrics(experiment, outcome)
+        export_path = tflite = None
+        if config.export:
+            export_path = futures["export"].result().write(experiment.model, report.join(write_dir, "export"))
+            if config.tflite:
+                try:
+                    tflite = export.export_tflite(export_path)
+                except export.TFLiteError as error:  # the run and its SavedModel stand; say why there's no .tflite
+                    print(f"tfapp-train: warning: {error}", file=sys.stderr)
+                    tflite = f"not written: {error}"
+        plots.join_curves(curves)
     finally:
-        run_log.close()
-    startup["first_step_s"] = outcome.compile_seconds  # tracing (and XLA compiling) the step, plus its run
-    startup["time_to_first_step_s"] = outcome.time_to_first_step
-    if autotune_record.get("source") in ("cache", "measured"):  # a choice slower in use than measured: stale
-        autotune_record["stale"] = autotune_cache.check_speed(
-            autotune_record["cache_file"], autotune_record["steps_per_second"], outcome.steps_per_second,
-            outcome.timed_seconds)
-    if outcome.stopped_by_signal:
-        return {"status": "interrupted", "signal": outcome.stopped_by_signal, "steps": outcome.steps,
-                "model_dir": config.model_dir, "task": task.name}
-    # curves.png is drawn in a background thread while the export runs (both mostly single-threaded Python)
-    curves = plots.start_curves(run_log.series, task.main_metric, report.join(write_dir, "curves.png"),
-                                title=f"{task.name} / {config.model} — {strategies.describe(experiment.strategy)}")
-    extra_metrics(experiment, outcome)
-    export_path = tflite = None
-    if config.export:
-        export_path = export.export_saved_model(
-            experiment.model, lambda: task.models[config.model](config, experiment.source.spec), task.serving,
-            report.join(write_dir, "export"), experiment.source.spec)
-        if config.tflite:
-            try:
-                tflite = export.export_tflite(export_path)
-            except export.TFLiteError as error:  # the run and its SavedModel stand; say why there is no .tflite
-                print(f"tfapp-train: warning: {error}", file=sys.stderr)
-                tflite = f"not written: {error}"
-    plots.join_curves(curves)
+        shadow.shutdown(wait=False, cancel_futures=True)
     content = report.build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, export_path,
                                   wall_time=time.time() - start_time, flops_per_step=flops_per_step, peak=peak)
     content["tflite"] = tflite  # path of model.tflite, "not written: why", or None without --tflite
