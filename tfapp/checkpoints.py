@@ -66,11 +66,29 @@ def resolve_model_dir(model_dir, resume):
                           "choose a new directory")
     if resume:
         return model_dir, True
+    return next_free_dir(model_dir), False
+
+
+def next_free_dir(model_dir):
+    """`<model_dir>-2`, `-3`, …: the first that does not exist (--noresume never overwrites a run)."""
     for number in range(2, 10_000):
         candidate = f"{model_dir.rstrip('/')}-{number}"
         if not tf.io.gfile.exists(candidate):
-            return candidate, False
+            return candidate
     raise ConfigError(f"--model_dir={model_dir}: no free '-N' directory name left")
+
+
+def resolve_jax_model_dir(model_dir, resume):
+    """The run directory of a --backend=jax run, which writes weights but no checkpoints yet: a directory that
+    already holds a JAX run is never trained into again (it used to be, silently, from scratch); --noresume
+    takes `<model_dir>-N` instead, and the default (resume) says that the JAX path cannot resume."""
+    if tf.io.gfile.exists(report.join(model_dir, WEIGHTS_FILE)) or \
+            tf.io.gfile.exists(report.join(model_dir, "report.json")):
+        if resume:
+            raise ConfigError(f"--model_dir={model_dir}: holds a finished --backend=jax run, and the JAX path cannot "
+                              "resume yet; use --noresume (a new directory next to it) or another --model_dir")
+        return next_free_dir(model_dir)
+    return resolve_model_dir(model_dir, resume=False)[0]
 
 
 def check_resume_compatible(model_dir, config):

@@ -312,7 +312,7 @@ def run_jax(config, start_time=None):
                           "Keras is imported (tfapp-train does this itself)")
     from tfapp import jax_train
     task = tasks.get_task(config.task).for_model(config.model)
-    model_dir, _ = checkpoints.resolve_model_dir(config.model_dir, resume=False)
+    model_dir = checkpoints.resolve_jax_model_dir(config.model_dir, config.resume)
     config = dataclasses.replace(config, model_dir=model_dir)
     checkpoints.check_writable(model_dir)
     source = load_source(config, task)

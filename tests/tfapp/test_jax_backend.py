@@ -60,3 +60,15 @@ def test_missing_jax_is_a_one_line_error(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
     with pytest.raises(config_lib.ConfigError, match=r'--backend=jax: JAX is not installed; pip install -e ".\[jax\]"'):
         train_cli._run_jax(config_lib.Config(backend="jax").resolved(smoke=True))
+
+
+def test_a_finished_jax_run_is_never_trained_into_again(tmp_path, cli):
+    model_dir = tmp_path / "run"
+    args = [f"--model_dir={model_dir}", "--backend=jax", "--smoke", "--noexport"]
+    assert cli(args, env=TWO_CPU_DEVICES).returncode == 0
+    before = (model_dir / "metrics.csv").read_text()
+    again = cli(args, env=TWO_CPU_DEVICES)
+    assert again.returncode == 2 and "cannot resume yet; use --noresume" in again.stderr.strip().splitlines()[-1]
+    fresh = cli([*args, "--noresume"], env=TWO_CPU_DEVICES)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert (model_dir / "metrics.csv").read_text() == before and (tmp_path / "run-2" / "report.json").exists()
