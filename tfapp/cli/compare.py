@@ -2,10 +2,11 @@
 
     tfapp-compare runs/digits-* --output_dir=reports/
 """
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tfapp.cli import tf_logs  # noqa: E402
+
+tf_logs.quiet()  # TensorFlow's C++ start-up notices stay out (--verbose shows them; runs inherit it)
 
 from absl import app, flags  # noqa: E402
 
@@ -29,6 +30,7 @@ def main(argv):
 
 def run():
     flags.DEFINE_string("output_dir", ".", "Where comparison.csv and comparison.png go.")
+    tf_logs.define_flag()
     app.run(main)
 
 

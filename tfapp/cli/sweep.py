@@ -11,7 +11,9 @@ import datetime
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tfapp.cli import tf_logs  # noqa: E402
+
+tf_logs.quiet()  # TensorFlow's C++ start-up notices stay out (--verbose shows them; runs inherit it)
 
 from absl import app, flags  # noqa: E402
 
