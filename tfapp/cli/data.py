@@ -6,7 +6,6 @@
 Reads the source with the same flags as tfapp-train (--label_column, --image_size, …). Bad input: one line on
 stderr naming the flag or file, exit status 2, nothing written.
 """
-import os
 import sys
 
 from tfapp.cli import tf_logs  # noqa: E402

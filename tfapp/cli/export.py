@@ -10,7 +10,6 @@ the default strategy, whatever strategy trained the run. Versions are integers, 
 """
 import dataclasses
 import json
-import os
 import sys
 
 from tfapp.cli import tf_logs  # noqa: E402
