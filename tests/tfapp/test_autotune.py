@@ -67,7 +67,7 @@ def test_jit_candidates_follow_the_strategy():
     assert autotune.jit_candidates("auto", default) == [False, True]
     assert autotune.jit_candidates("false", default) == [False]
     assert autotune.jit_candidates("true", default) == [True]
-    assert autotune.jit_candidates("auto", default, blocks=True) == [False, True, "block"]
+    assert autotune.jit_candidates("auto", default, blocks=True) == [False, "block", True]
     assert autotune.jit_candidates("block", default, blocks=True) == ["block"]
     assert autotune.jit_candidates("block", default) == [True]  # no blocks: XLA per step
 
