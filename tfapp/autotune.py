@@ -11,7 +11,8 @@ batches. Measuring must pay for itself (`tfapp/autotune_cache.py` keeps the answ
   act between loops), so `auto` takes the largest candidate whose loop lasts at most `LOOP_SECONDS` at the
   probe's speed rather than timing each (noise once picked 1 step per loop at 73 steps/s where 16 gave ~105).
 - An XLA candidate is compiled only while the budget left could pay for its compile (`COMPILE_FACTOR` × the
-  plain trace, then the last XLA compile's time; per block before per step): a short run never compiles one, and `untried` lists it so a longer run with the cache tries it.
+  plain trace, then the last XLA compile's time; per block before per step): a short run never compiles one,
+  and `untried` lists it so a longer run with the cache tries it.
   One that fails to compile (an op XLA lacks) is recorded with a one-line reason and skipped.
 - With two or more settings compiled, they run round-robin, one loop each per round, until the budget is spent
   (at least one round: single loops move by ±25% on a shared machine); one below `DROP` × the best after the
@@ -27,7 +28,7 @@ import tensorflow as tf
 
 STEPS_PER_LOOP_CANDIDATES = (1, 4, 16, 64, 256)
 LOOP_SECONDS = 0.25  # steps_per_loop=auto: the largest candidate whose loop takes at most this long
-PROBE_SECONDS = 0.05  # the probe doubles its loop (from 2 steps, up to 64) until one lasts this long
+PROBE_SECONDS = 0.05  # the probe grows its loop 4x (from 2 steps, up to 64) until one lasts this long
 TIE = 0.03  # within 3% of the fastest counts as a tie: prefer no XLA
 JIT_ORDER = (False, True, "block")  # ties go to the earlier one
 FRACTION = 0.10  # measuring may cost at most this share of the planned run …
@@ -95,11 +96,9 @@ def _probe(trainer, iterator):
     alone is mostly host overhead and warm-up, which would make a fast model look slow."""
     steps = 2
     while True:
-        start = time.perf_counter()
-        trainer.train(iterator, steps)
-        elapsed = time.perf_counter() - start
-        if elapsed >= PROBE_SECONDS or steps >= 64:
-            return steps, steps / elapsed
+        speed = _timed_loop(trainer, iterator, steps)
+        if steps / speed >= PROBE_SECONDS or steps >= 64:
+            return steps, speed
         steps *= 4
 
 
