@@ -20,6 +20,12 @@ Runners:
   tfapp_onedevice  N=32 on OneDeviceStrategy
   tfapp_mirrored2  N=32 on Mirrored over two logical CPUs
   tfapp_bf16       N=32, mixed_bfloat16: a different precision, not a like-for-like ratio
+JAX runners (their processes run with KERAS_BACKEND=jax; the same model, data and batch):
+  jax_fit_spe32    Keras `fit(steps_per_execution=32)` on the JAX backend, tf.data input
+  jax_bare         what a JAX user writes by hand: pure-function model, hand-written Adam, one `jax.jit` of a
+                   `lax.scan` over the 16 batches, put on the device once (no tf.data, no metrics)
+  jax_tfapp        tfapp's JAX loop (`tfapp.jax_loop.JaxTrainer`) fed by the tf.data blocks, autotuned as
+                   `tfapp-train --backend=jax` does (XLA per block / per step, steps per loop)
 Prints one JSON line per run {"workload", "runner", "round", "steps_per_s"} (tfapp_auto adds what it chose),
 then per workload the median steps/s of every runner and the ratios of each loop to plain fit and to the best
 fit. The machine is shared and noisy: only ratios within one invocation mean anything.
@@ -35,7 +41,8 @@ import time
 BATCH = 128
 CHOICE = {}  # what tfapp_auto chose, reported with its speed
 PIPELINE = "batches"  # or "examples": set by --pipeline in the parent and in every child
-RUNNERS = ("fit", "fit_spe32", "hand_loop", "tfapp_n32", "tfapp_auto", "tfapp_onedevice", "tfapp_mirrored2", "tfapp_bf16")
+RUNNERS = ("fit", "fit_spe32", "hand_loop", "tfapp_n32", "tfapp_auto", "tfapp_onedevice", "tfapp_mirrored2", "tfapp_bf16",
+           "jax_fit_spe32", "jax_bare", "jax_tfapp")
 
 
 def build_model(workload):
@@ -170,7 +177,96 @@ def time_tfapp(workload, seconds, strategy_name, steps_per_loop, jit_compile, po
     return done / (time.perf_counter() - start)
 
 
+def _bare_jax_model(workload, key):
+    """(params, forward) of the benchmark model as pure JAX functions (He-normal kernels, zero biases)."""
+    import jax
+    import jax.numpy as jnp
+    shapes = ([(784, 256), (256, 10)] if workload == "mlp" else
+              [(3, 3, 1, 32), (3, 3, 32, 64), (1600, 128), (128, 10)])
+    keys = jax.random.split(key, len(shapes))
+    params = [(jax.random.normal(k, s) * jnp.sqrt(2.0 / jnp.prod(jnp.array(s[:-1]))), jnp.zeros(s[-1]))
+              for k, s in zip(keys, shapes)]
+
+    def conv_pool(x, kernel, bias):
+        x = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        x = jax.nn.relu(x + bias)
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+    def forward(params, x):
+        if workload == "cnn":
+            x = conv_pool(conv_pool(x, *params[0]), *params[1]).reshape(x.shape[0], -1)
+            params = params[2:]
+        return jax.nn.relu(x @ params[0][0] + params[0][1]) @ params[1][0] + params[1][1]
+    return params, forward
+
+
+def time_jax_bare(workload, seconds):
+    """The reference a JAX user would write: jit(lax.scan(step)) over device-resident batches, hand Adam."""
+    import jax
+    import jax.numpy as jnp
+    x, y = arrays(workload)
+    xs, ys = jax.device_put((x.reshape(16, BATCH, *x.shape[1:]), y.reshape(16, BATCH)))
+    params, forward = _bare_jax_model(workload, jax.random.key(0))
+
+    def loss(params, x, y):
+        logits = jax.nn.log_softmax(forward(params, x))
+        return -jnp.mean(jnp.take_along_axis(logits, y[:, None], axis=1))
+
+    def step(state, batch):
+        params, m, v, t = state
+        grads = jax.grad(loss)(params, *batch)
+        t = t + 1
+        m = jax.tree.map(lambda m, g: 0.9 * m + 0.1 * g, m, grads)
+        v = jax.tree.map(lambda v, g: 0.999 * v + 0.001 * g * g, v, grads)
+        scale = 1e-3 * jnp.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        params = jax.tree.map(lambda p, m, v: p - scale * m / (jnp.sqrt(v) + 1e-7), params, m, v)
+        return (params, m, v, t), None
+
+    train = jax.jit(lambda state: jax.lax.scan(step, state, (xs, ys))[0], donate_argnums=0)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    state = jax.block_until_ready(train((params, zeros, zeros, jnp.float32(0))))  # compile + warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        state = train(state)
+        done += 16
+        if done % 256 == 0:
+            jax.block_until_ready(state)
+    jax.block_until_ready(state)
+    return done / (time.perf_counter() - start)
+
+
+def time_jax_tfapp(workload, seconds):
+    """tfapp's JAX loop on tf.data blocks, with autotune's choice (as `tfapp-train --backend=jax`)."""
+    import keras
+    import pipelines
+    from tfapp import autotune, jax_loop, jax_run
+    model, optimizer = build_model(workload), keras.optimizers.Adam(1e-3)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    x, y = arrays(workload)
+    block = pipelines.block_batches({"x": x, "y": y}, BATCH)
+    iterator = iter(dataset(workload, block=block))
+
+    def make_trainer(jit):
+        return jax_loop.JaxTrainer(model, optimizer, loss, lambda: [], BATCH, block, jit)
+
+    result = autotune.autotune(make_trainer, iterator, jax_run.jit_candidates("auto", model, "cpu"),
+                               budget_seconds=4.0)
+    trainer, steps_per_loop = result.trainer, result.steps_per_loop
+    CHOICE.update(result.to_json()["choice"])
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        trainer.train(iterator, steps_per_loop)
+        done += steps_per_loop
+    return done / (time.perf_counter() - start)
+
+
 def child(workload, runner, seconds):
+    if runner == "jax_fit_spe32":
+        return time_fit(workload, seconds, 32)
+    if runner == "jax_bare":
+        return time_jax_bare(workload, seconds)
+    if runner == "jax_tfapp":
+        return time_jax_tfapp(workload, seconds)
     if runner == "fit":
         return time_fit(workload, seconds, 1)
     if runner == "fit_spe32":
@@ -211,7 +307,8 @@ def main():
             for runner in args.runners.split(","):  # alternating: every runner once per round
                 command = [sys.executable, __file__, "--child", workload, runner, f"--seconds={args.seconds}",
                            f"--pipeline={args.pipeline}"]
-                out = subprocess.run(command, capture_output=True, text=True, env=env)
+                backend = {"KERAS_BACKEND": "jax" if runner.startswith("jax") else "tensorflow"}
+                out = subprocess.run(command, capture_output=True, text=True, env={**env, **backend})
                 if out.returncode:
                     print(json.dumps({"workload": workload, "runner": runner, "error": out.stderr[-500:]}))
                     continue
@@ -222,12 +319,16 @@ def main():
                                   "steps_per_s": round(speed, 1), **measured}), flush=True)
     for workload, by_runner in results.items():
         medians = {runner: statistics.median(speeds) for runner, speeds in by_runner.items()}
-        best_fit = max(v for k, v in medians.items() if k.startswith("fit"))
+        best_fit = max((v for k, v in medians.items() if k.startswith("fit")), default=float("nan"))
         summary = {"workload": workload, "median_steps_per_s": {k: round(v, 1) for k, v in medians.items()}}
         for runner, speed in medians.items():
             if runner.startswith("tfapp") or runner == "hand_loop":
                 summary[f"{runner}/fit"] = round(speed / medians.get("fit", float("nan")), 2)
                 summary[f"{runner}/best_fit"] = round(speed / best_fit, 2)
+        if "jax_tfapp" in medians:  # the JAX engine's targets: >= 0.9x the bare loop, >= 5x Keras fit on JAX
+            for other in ("jax_bare", "jax_fit_spe32", "tfapp_auto"):
+                if other in medians:
+                    summary[f"jax_tfapp/{other}"] = round(medians["jax_tfapp"] / medians[other], 2)
         print(json.dumps(summary), flush=True)
 
 

@@ -95,6 +95,8 @@ def get_strategy(name="auto", tpu=None, num_cpu_devices=None):
 
 def is_chief(strategy):
     """True on the worker that writes files: the only one, the `chief`, or worker 0 when there is no chief."""
+    if hasattr(strategy, "input_context"):  # strategies.jax_mesh.JaxDevices: process 0
+        return strategy.is_chief
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
         return True
@@ -106,6 +108,8 @@ def is_chief(strategy):
 
 def describe(strategy):
     """A short name for reports: 'MirroredStrategy' etc.; '_DefaultDistributionStrategy' becomes 'DefaultStrategy'."""
+    if hasattr(strategy, "input_context"):  # strategies.jax_mesh.JaxDevices
+        return strategy.describe()
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return "MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
     name = type(strategy).__name__

@@ -22,10 +22,11 @@ from tfapp.config import ConfigError
 
 MAX_TO_KEEP = 3
 CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.weights.h5"  # the Keras weights a --backend=jax run leaves instead of checkpoints
+JAX_STATE_FILE = "checkpoint.json"  # names the latest checkpoint of a --backend=jax run (tfapp.jax_checkpoints)
 MIN_FREE_BYTES = 50 * 2**20  # refuse to start with less free space than this in a local model_dir
 # Settings a resumed run must share with the run that wrote the checkpoint.
-RESUME_KEYS = ("task", "model", "data", "batch_size", "seed", "mixed_precision", "test_fraction")
+RESUME_KEYS = ("task", "model", "data", "batch_size", "seed", "mixed_precision", "test_fraction", "backend")
+RESUME_DEFAULTS = {"backend": "tensorflow"}  # what a config.json written before the key existed meant
 
 
 def directory(model_dir):
@@ -44,15 +45,34 @@ def checkpoint(model, optimizer):
     return tf.train.Checkpoint(model=model, optimizer=optimizer, seed_states=seed_states(model))
 
 
-def manager(model_dir, model, optimizer):
-    """A tf.train.CheckpointManager saving `checkpoint(model, optimizer)`; `save(checkpoint_number=step)` at loop
-    ends."""
-    return tf.train.CheckpointManager(checkpoint(model, optimizer), directory(model_dir), max_to_keep=MAX_TO_KEEP)
+class Manager:
+    """`save(checkpoint_number=step)` at loop ends, `latest_checkpoint`, `restore(path)`: a
+    tf.train.CheckpointManager of `checkpoint(model, optimizer)` (tfapp.jax_checkpoints.Manager: the same calls
+    on the JAX engine)."""
+
+    def __init__(self, model_dir, model, optimizer):
+        self._checkpoint = checkpoint(model, optimizer)
+        self._manager = tf.train.CheckpointManager(self._checkpoint, directory(model_dir), max_to_keep=MAX_TO_KEEP)
+
+    @property
+    def latest_checkpoint(self):
+        return self._manager.latest_checkpoint
+
+    def save(self, checkpoint_number):
+        return self._manager.save(checkpoint_number=checkpoint_number)
+
+    def restore(self, path):
+        self._checkpoint.restore(path)
 
 
 def latest(model_dir):
-    """Path of the last complete checkpoint in model_dir, or None."""
-    return tf.train.latest_checkpoint(directory(model_dir))
+    """Path of the last complete checkpoint in model_dir (of either engine), or None."""
+    found = tf.train.latest_checkpoint(directory(model_dir))
+    state = report.join(directory(model_dir), JAX_STATE_FILE)
+    if found is None and tf.io.gfile.exists(state):
+        with tf.io.gfile.GFile(state) as f:
+            found = report.join(directory(model_dir), json.load(f)["latest"])
+    return found
 
 
 def resolve_model_dir(model_dir, resume):
@@ -78,19 +98,6 @@ def next_free_dir(model_dir):
     raise ConfigError(f"--model_dir={model_dir}: no free '-N' directory name left")
 
 
-def resolve_jax_model_dir(model_dir, resume):
-    """The run directory of a --backend=jax run, which writes weights but no checkpoints yet: a directory that
-    already holds a JAX run is never trained into again (it used to be, silently, from scratch); --noresume
-    takes `<model_dir>-N` instead, and the default (resume) says that the JAX path cannot resume."""
-    if tf.io.gfile.exists(report.join(model_dir, WEIGHTS_FILE)) or \
-            tf.io.gfile.exists(report.join(model_dir, "report.json")):
-        if resume:
-            raise ConfigError(f"--model_dir={model_dir}: holds a finished --backend=jax run, and the JAX path cannot "
-                              "resume yet; use --noresume (a new directory next to it) or another --model_dir")
-        return next_free_dir(model_dir)
-    return resolve_model_dir(model_dir, resume=False)[0]
-
-
 def check_resume_compatible(model_dir, config):
     """Raises ConfigError if the checkpointed run had other settings for RESUME_KEYS."""
     path = report.join(model_dir, CONFIG_FILE)
@@ -98,6 +105,7 @@ def check_resume_compatible(model_dir, config):
         return
     with tf.io.gfile.GFile(path) as f:
         saved = json.load(f)
+    saved = {**RESUME_DEFAULTS, **saved}
     changed = [f"--{k}={saved.get(k)!r} there, {getattr(config, k)!r} now" for k in RESUME_KEYS
                if saved.get(k) != getattr(config, k)]
     if changed:

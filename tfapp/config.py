@@ -62,7 +62,7 @@ class Config:
     learning_rate: Optional[float] = None    # Adam learning rate
     seed: int = 0
     strategy: str = "auto"
-    backend: str = "tensorflow"              # tensorflow (tf.distribute, our loop) | jax (Keras fit, DataParallel)
+    backend: str = "tensorflow"              # tensorflow (tf.distribute, tfapp.loop) | jax (tfapp.jax_loop)
     tpu: Optional[str] = None
     num_cpu_devices: Optional[int] = None    # split the CPU into N logical devices (Mirrored on a laptop)
     steps_per_loop: str = "auto"             # optimizer steps per host round-trip (one tf.function call), or auto
@@ -126,6 +126,12 @@ class Config:
                               "DataParallel over every JAX device; leave --strategy at auto")
         if self.jit_compile not in JIT_CHOICES:
             raise ConfigError(f"--jit_compile: {self.jit_compile!r} is not one of {', '.join(JIT_CHOICES)}")
+        if self.backend == "jax" and self.jit_compile == "false":
+            raise ConfigError("--jit_compile=false: the jax backend always compiles its loop with XLA; leave "
+                              "--jit_compile at auto")
+        if self.backend == "jax" and self.mixed_precision == "float16":
+            raise ConfigError("--mixed_precision=float16: not on the jax backend (no loss scaling there); use "
+                              "bfloat16")
         if self.steps_per_loop != "auto" and int(self.steps_per_loop) < 1:
             raise ConfigError(f"--steps_per_loop must be a positive integer or 'auto', got {self.steps_per_loop!r}")
         if self.mixed_precision not in PRECISIONS:

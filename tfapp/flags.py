@@ -82,9 +82,10 @@ def define_flags():
                       "tf.distribute strategy. auto: TPU if one is attached (local signals only), else Mirrored "
                       "over several GPUs or --num_cpu_devices>1, else one device.")
     flags.DEFINE_enum("backend", "tensorflow", list(config_lib.BACKENDS),
-                      "tensorflow: tf.distribute strategies and tfapp's multi-step loop. jax: the Keras JAX backend, "
-                      "Keras fit under keras.distribution.DataParallel over all JAX devices (free Colab TPUs, whose "
-                      "TensorFlow has no TPU runtime); the pipeline stays tf.data.")
+                      "tensorflow: tf.distribute strategies and tfapp's multi-step loop. jax: the Keras JAX backend "
+                      "and tfapp's jitted multi-step loop under keras.distribution.DataParallel over all JAX devices "
+                      "of all processes (free Colab TPUs, whose TensorFlow has no TPU runtime; TPU pods); always XLA; "
+                      "checkpoints, resume, signals and --on_nan as on tensorflow; the pipeline stays tf.data.")
     flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu|auto; default: the local TPU.")
     flags.DEFINE_integer("num_cpu_devices", None, "Split the CPU into N logical devices (to run Mirrored on a "
                          "CPU-only machine).")

@@ -74,14 +74,16 @@ def _measure_peak(dtype, size, seconds):
     return 2.0 * size ** 3 * n / elapsed
 
 
-def peak_flops_per_second(dtype="float32", device_key="", size=1024, seconds=0.3, cache_path=None):
+def peak_flops_per_second(dtype="float32", device_key="", size=1024, seconds=0.3, cache_path=None,
+                          measure=_measure_peak):
     """Measured matmul FLOP/s for `dtype` on this machine, cached under `device_key` (e.g. the device string) in
-    `cache_path` (default: peak_flops.json in the tfapp cache directory)."""
+    `cache_path` (default: peak_flops.json in the tfapp cache directory); `measure(tf dtype, size, seconds)`
+    times it (the JAX engine passes a jitted one)."""
     key = f"{device_key}|{dtype}|{size}"
     cache_path = cache_path or local_cache.path(CACHE_FILE)
     cache = local_cache.read_json(cache_path, {})
     if not isinstance(cache, dict) or not isinstance(cache.get(key), (int, float)):
         cache = cache if isinstance(cache, dict) else {}
-        cache[key] = _measure_peak(tf.as_dtype(dtype), size, seconds)
+        cache[key] = measure(tf.as_dtype(dtype), size, seconds)
         local_cache.write_json(cache_path, cache)
     return cache[key]

@@ -18,8 +18,6 @@ from typing import Optional
 
 import keras
 
-from tfapp import checkpoints
-
 
 class NanLossError(RuntimeError):
     """The training loss became NaN or Inf; the message names the step and the last good checkpoint."""
@@ -123,7 +121,7 @@ class _StopSignals:
             signal.signal(sig, handler)
 
 
-def _handle_nan(experiment, manager, outcome, step):
+def _handle_nan(experiment, trainer, manager, outcome, step):
     """NaN/Inf loss at `step`: restore the last good checkpoint with half the learning rate, or raise."""
     config, optimizer = experiment.config, experiment.optimizer
     last = manager.latest_checkpoint
@@ -133,9 +131,10 @@ def _handle_nan(experiment, manager, outcome, step):
     if not can_restore:
         hint = "" if config.on_nan == "restore" else "; try --on_nan=restore or a lower --learning_rate"
         raise NanLossError(f"loss became NaN/Inf in the loop ending at step {step}; {where}{hint}")
-    manager.checkpoint.restore(last)
+    manager.restore(last)
     rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate)) / 2
     optimizer.learning_rate.assign(rate)
+    trainer.reload_state()  # the JAX engine keeps its own copy of the variables
     outcome.nan_restores.append(step)
     print(f"step {step}: loss NaN/Inf; restored {last}, learning rate halved to {rate:g}", flush=True)
     return int(optimizer.iterations.numpy())
@@ -155,7 +154,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
     config, optimizer = experiment.config, experiment.optimizer
     callback_list = _callbacks(experiment, callbacks)
     experiment.model.stop_training = False
-    manager = checkpoints.manager(write_dir, experiment.model, optimizer)
+    manager = experiment.checkpoint_manager(write_dir, trainer)
     step = int(optimizer.iterations.numpy())
     outcome, epoch = Outcome(start_step=step, steps=step, measured_input_wait=trainer.measure_input_wait), 0
     # A live bar on a terminal; in logs (CI, files) one line at the end plus the eval lines.
@@ -174,7 +173,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
             train_values = trainer.train(iterator, size)
             elapsed = time.perf_counter() - loop_start
             if not math.isfinite(train_values["loss"]):
-                step = _handle_nan(experiment, manager, outcome, step + size)
+                step = _handle_nan(experiment, trainer, manager, outcome, step + size)
                 iterator = iter(experiment.restart_train_data(step))
                 trainer.reset_input()
                 continue
@@ -218,6 +217,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
             if experiment.model.stop_training:
                 outcome.stopped_early = step < config.train_steps
                 break
+    trainer.sync_to_model()  # the model's variables hold the trained weights (export, whole-test-set metrics)
     if not outcome.eval_metrics and not outcome.stopped_by_signal:
         # Resumed at the last step (or no evaluation fell inside this session): the final metrics still count.
         outcome.eval_metrics = trainer.evaluate(experiment.eval_data, experiment.eval_steps)

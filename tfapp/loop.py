@@ -170,6 +170,12 @@ class Trainer:
             tf.Variable(tf.zeros([self.block, len(members), *specs[members[0]].shape[1:]], specs[members[0]].dtype),
                         trainable=False) for members in self._block_groups]
 
+    def reload_state(self):
+        """Nothing to do: this engine trains the Keras variables themselves (the JAX engine keeps a copy)."""
+
+    def sync_to_model(self):
+        """Nothing to do: the Keras variables are the state (see reload_state)."""
+
     def reset_input(self):
         """A new iterator starts at a block boundary, with nothing fetched ahead."""
         if self.block:

@@ -85,6 +85,11 @@ class RunLog:
 
 def device_description(strategy):
     """e.g. "CPU (AMD EPYC, 2 cores)" or "GPU (NVIDIA A100) x 2": what the run's replicas ran on."""
+    jax_devices = getattr(strategy, "devices", None)  # strategies.jax_mesh.JaxDevices
+    if jax_devices and jax_devices[0].platform != "cpu":
+        return f"{jax_devices[0].platform.upper()} ({jax_devices[0].device_kind}) x {len(jax_devices)}"
+    if jax_devices:
+        return f"CPU ({cpu_name()}, {os.cpu_count()} cores)"
     for kind in ("TPU", "GPU"):
         physical = tf.config.list_physical_devices(kind)
         if physical:
@@ -133,6 +138,11 @@ def _peak_flops(experiment, device):
     return per_device * (experiment.strategy.num_replicas_in_sync if accelerators else 1)
 
 
+def _jax_version():
+    import jax
+    return jax.__version__
+
+
 def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, export_path, wall_time,
                  flops_per_step, peak):
     """The report.json content (keys documented in the README)."""
@@ -170,12 +180,15 @@ def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, 
         "autotune": autotune_record,
         "mixed_precision": config.mixed_precision,
         "flops_per_step": flops_per_step,
-        "flops_method": "tf.compat.v1.profiler float_operation of forward+backward graph x replicas",
+        "flops_method": "XLA cost analysis of the compiled train step" if experiment.engine == "jax" else
+                        "tf.compat.v1.profiler float_operation of forward+backward graph x replicas",
         "achieved_flops_per_second": achieved,
         "peak_flops_per_second": peak,
         "peak_flops_method": f"measured square matmul in the compute dtype, cached in {local_cache.path(flops.CACHE_FILE)}",
         "mfu": achieved / peak if achieved else None,
+        "backend": experiment.engine,
         "tf_version": tf.__version__,
+        "jax_version": _jax_version() if experiment.engine == "jax" else None,
         "keras_version": keras.__version__,
         "device": device,
         "num_examples": dict(experiment.source.num_examples),

@@ -44,6 +44,14 @@ class Experiment:
     block: Any = None             # batches per element of train_data (None: one batch per element)
     startup: dict = dataclasses.field(default_factory=dict)  # seconds per start-up stage, for report.json
     eval_steps: Any = None        # batches per evaluation of eval_data (which repeats); None: it is one pass
+    engine: str = "tensorflow"    # "tensorflow" (tfapp.loop) or "jax" (tfapp.jax_loop; strategy: a JaxDevices)
+
+    def checkpoint_manager(self, write_dir, trainer):
+        """save / latest_checkpoint / restore of the model, optimizer and RNG state, for this engine."""
+        if self.engine == "jax":
+            from tfapp import jax_checkpoints
+            return jax_checkpoints.Manager(write_dir, self.model, self.optimizer, trainer, is_chief=self.is_chief)
+        return checkpoints.Manager(write_dir, self.model, self.optimizer)
 
     def restart_train_data(self, step):
         self.train_data = self.make_train_data(step)
@@ -91,33 +99,46 @@ def build_model(config, task, spec):
         keras.config.set_dtype_policy(previous)
 
 
+def resolve_run_dir(config):
+    """(model_dir to use, resuming?): resumes a compatible run, never overwrites one (see checkpoints)."""
+    model_dir, resuming = checkpoints.resolve_model_dir(config.model_dir, config.resume)
+    if resuming:
+        checkpoints.check_resume_compatible(model_dir, config)
+    return model_dir, resuming
+
+
+def augmenter(config, task, source):
+    """`--augment`: the stateless image transforms of pipelines.augment, or None."""
+    if not config.augment:
+        return None
+    if len(source.spec["features"].get("x", ((),))[0]) not in (2, 3) or "num_classes" not in source.spec:
+        raise ConfigError(f"--augment: only image tasks can be augmented, not {task.name} on {config.data}")
+    return functools.partial(pipelines.augment.flip_and_crop, seed=config.seed)
+
+
 def prepare(config):
     """Builds strategy, data and model for a resolved Config (resuming from model_dir's checkpoint when there is
     one); raises ValueError subclasses on bad input and writes nothing."""
+    if config.backend == "jax":
+        from tfapp import jax_run
+        return jax_run.prepare(config)
     task = tasks.get_task(config.task).for_model(config.model)
     startup = {}
-    with _timed(startup, "strategy_s"):
+    with timed(startup, "strategy_s"):
         strategy = strategies.get_strategy(config.strategy, tpu=config.tpu, num_cpu_devices=config.num_cpu_devices)
     is_chief = strategies.is_chief(strategy)
-    model_dir, resuming = checkpoints.resolve_model_dir(config.model_dir, config.resume)
+    model_dir, resuming = resolve_run_dir(config)
     config = dataclasses.replace(config, model_dir=model_dir)
-    if resuming:
-        checkpoints.check_resume_compatible(model_dir, config)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"--batch_size={config.batch_size} (global) is not divisible by "
                           f"{strategy.num_replicas_in_sync} replicas")
     check_jit_compile(config.jit_compile, strategy)
-    with _timed(startup, "data_load_s"):
+    with timed(startup, "data_load_s"):
         source = load_source(config, task)
     keras.utils.set_random_seed(config.seed)
-    preprocess = task.preprocessor(source.spec)
-    augment = None
-    if config.augment:
-        if len(source.spec["features"].get("x", ((),))[0]) not in (2, 3) or "num_classes" not in source.spec:
-            raise ConfigError(f"--augment: only image tasks can be augmented, not {task.name} on {config.data}")
-        augment = functools.partial(pipelines.augment.flip_and_crop, seed=config.seed)
+    preprocess, augment = task.preprocessor(source.spec), augmenter(config, task, source)
 
     # One replica on in-memory arrays: the loop takes a block of batches per next() (the per-step hand-over is
     # what limits tiny models); with several replicas each step takes its per-replica batches as usual.
@@ -143,7 +164,7 @@ def prepare(config):
     eval_data = strategy.distribute_datasets_from_function(make_eval_data)
     eval_steps = pipelines.eval_steps(source.num_examples["test"], config.batch_size,
                                       contexts[0].num_input_pipelines)
-    with _timed(startup, "model_build_s"), strategy.scope():
+    with timed(startup, "model_build_s"), strategy.scope():
         model = build_model(config, task, source.spec)
         optimizer = build_optimizer(config)
         optimizer.build(model.trainable_variables)
@@ -162,25 +183,37 @@ def choose_trainer(experiment):
     record for report.json: "source" is "fixed", "cache" or "measured")."""
     config, strategy, task = experiment.config, experiment.strategy, experiment.task
 
+    jax_engine = experiment.engine == "jax"
+
     def make_trainer(jit):
+        if jax_engine:
+            from tfapp import jax_run
+            return jax_run.make_trainer(experiment, jit)  # XLA per step or per block
         return loop.Trainer(strategy, experiment.model, experiment.optimizer, task.loss(), task.metrics,
                             config.batch_size, jit_compile=jit, measure_input_wait=not config.deterministic,
                             block=experiment.block)
 
-    jits = autotune.jit_candidates(config.jit_compile, strategy, blocks=bool(experiment.block))
+    if jax_engine:
+        from tfapp import jax_run
+        jits = jax_run.jit_candidates(config.jit_compile, experiment.model, strategy.devices[0].platform)
+    else:
+        jits = autotune.jit_candidates(config.jit_compile, strategy, blocks=bool(experiment.block))
     fixed_spl = None if config.steps_per_loop == "auto" else int(config.steps_per_loop)
     if len(jits) == 1 and fixed_spl:
         return make_trainer(jits[0]), fixed_spl, {"source": "fixed", "reason": "set by flags"}
     if config.deterministic:
         # Measuring runs a time-dependent number of steps: fixed settings keep runs identical. XLA and the plain
         # step round differently: keep one numeric path.
-        jit = jits[0] if config.jit_compile != "auto" else False
+        jit = jits[0] if config.jit_compile != "auto" or jax_engine else False
         return make_trainer(jit), fixed_spl or 16, {"source": "fixed", "reason": "--deterministic: no XLA unless "
-                                                    "--jit_compile says so, 16 steps per loop unless set"}
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                                                    "--jit_compile says so (JAX: its likelier setting), 16 steps per loop "
+                                                    "unless set"}
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or (
+            jax_engine and strategy.input_context().num_input_pipelines > 1):
         # Workers time differently and must not choose differently: fixed, stated choice instead of measuring.
-        return make_trainer(False), fixed_spl or 16, {"source": "fixed", "reason": "multi-worker: "
-                                                      "jit_compile=false, 16 steps per loop unless set"}
+        jit = jits[0] if jax_engine else False
+        return make_trainer(jit), fixed_spl or 16, {"source": "fixed", "reason": "multi-worker: "
+                                                    f"jit_compile={jit}, 16 steps per loop unless set"}
     start_step = int(experiment.optimizer.iterations.numpy())
     planned = config.train_steps - start_step
     cache_key = autotune_cache.key(experiment, report.device_description(strategy), jits, fixed_spl)
@@ -196,6 +229,8 @@ def choose_trainer(experiment):
     result = autotune.autotune(make_trainer, iter(experiment.make_train_data(start_step)), jits, fixed_spl,
                                budget_seconds=config.autotune_seconds, planned_steps=planned,
                                variables=lambda: experiment.model.variables + experiment.optimizer.variables)
+    if jax_engine:  # measuring trained the trainer's own copy of the state: start again from the variables
+        result.trainer.reload_state()
     autotune_cache.store(cache_key, result)
     return result.trainer, result.steps_per_loop, {"source": "measured", "cache_file": autotune_cache.file_for(
         cache_key), **result.to_json()}
@@ -212,6 +247,16 @@ def extra_metrics(experiment, outcome):
         outcome.eval_metrics.update(extra)
 
 
+def step_flops_and_peak(experiment, trainer):
+    """(FLOPs per step, peak FLOP/s) on either engine."""
+    if experiment.engine == "jax":
+        from tfapp import jax_run
+        compute_dtype = keras.dtype_policies.get(PRECISIONS[experiment.config.mixed_precision]).compute_dtype
+        return jax_run.step_flops_and_peak(experiment, trainer, report.device_description(experiment.strategy),
+                                           compute_dtype)
+    return report.step_flops_and_peak(experiment)
+
+
 def train(experiment, start_time=None, callbacks=()):
     """Trains, evaluates, records and exports; returns the report dict (also written to report.json).
 
@@ -223,7 +268,7 @@ def train(experiment, start_time=None, callbacks=()):
     tf.io.gfile.makedirs(write_dir)
     checkpoints.write_config(write_dir, dataclasses.asdict(config))
     startup = experiment.startup
-    with _timed(startup, "autotune_s"):
+    with timed(startup, "autotune_s"):
         trainer, steps_per_loop, autotune_record = choose_trainer(experiment)
     start_step = int(experiment.optimizer.iterations.numpy())
     run_log = report.RunLog(write_dir, keep_until=start_step if experiment.resumed_from else None)
@@ -234,8 +279,8 @@ def train(experiment, start_time=None, callbacks=()):
     futures = {}
 
     def start_shadow_work():
-        futures["flops"] = shadow.submit(report.step_flops_and_peak, experiment)
-        if config.export:
+        futures["flops"] = shadow.submit(step_flops_and_peak, experiment, trainer)
+        if config.export and experiment.engine == "tensorflow":  # the JAX engine exports in a TF process
             futures["export"] = shadow.submit(
                 export.PreparedExport, lambda: task.models[config.model](config, experiment.source.spec),
                 task.serving, experiment.source.spec)
@@ -266,7 +311,10 @@ def train(experiment, start_time=None, callbacks=()):
                                     title=f"{task.name} / {config.model} — {strategies.describe(experiment.strategy)}")
         extra_metrics(experiment, outcome)
         export_path = tflite = None
-        if config.export:
+        if config.export and experiment.engine == "jax":
+            from tfapp import jax_run
+            export_path = jax_run.export(write_dir) if experiment.is_chief else None
+        elif config.export:
             export_path = futures["export"].result().write(experiment.model, report.join(write_dir, "export"))
             if config.tflite:
                 try:
@@ -288,7 +336,7 @@ def train(experiment, start_time=None, callbacks=()):
 
 
 @contextlib.contextmanager
-def _timed(timings, name):
+def timed(timings, name):
     """Adds the seconds the block took to timings[name]."""
     start = time.perf_counter()
     try:
@@ -300,20 +348,4 @@ def _timed(timings, name):
 def run(config, start_time=None, callbacks=()):
     """prepare + train for a resolved Config; returns the report dict."""
     start_time = start_time or time.time()
-    if config.backend == "jax":
-        return run_jax(config, start_time)
     return train(prepare(config), start_time=start_time, callbacks=callbacks)
-
-
-def run_jax(config, start_time=None):
-    """--backend=jax (Keras must already run on JAX: set KERAS_BACKEND=jax before importing it); see jax_train."""
-    if keras.backend.backend() != "jax":
-        raise ConfigError(f"--backend=jax: Keras runs on {keras.backend.backend()}; set KERAS_BACKEND=jax before "
-                          "Keras is imported (tfapp-train does this itself)")
-    from tfapp import jax_train
-    task = tasks.get_task(config.task).for_model(config.model)
-    model_dir = checkpoints.resolve_jax_model_dir(config.model_dir, config.resume)
-    config = dataclasses.replace(config, model_dir=model_dir)
-    checkpoints.check_writable(model_dir)
-    source = load_source(config, task)
-    return jax_train.train(config, task, source, build_optimizer, start_time or time.time())

@@ -1,18 +1,46 @@
-"""--backend=jax: Keras fit under keras.distribution.DataParallel over two CPU devices, fed by the same tf.data
-pipeline; the weights it writes export through TensorFlow and serve the same predictions."""
+"""--backend=jax: tfapp's own JAX loop (tfapp.jax_loop) under keras.distribution.DataParallel, fed by the same tf.data
+pipeline and driven by the same host loop: report, export, and the TensorFlow path's fault tests as JAX twins
+(kill -9 and resume, SIGTERM, NaN, --noresume, a TensorFlow run's directory)."""
 import json
 import os
+import random
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 import pipelines
-from tests.conftest import read_report, serve_in_clean_process
+from tests.conftest import REPO, read_report, serve_in_clean_process
+from tfapp import checkpoints, jax_checkpoints, run, tasks
 from tfapp import config as config_lib
-from tfapp import run, tasks
+from tfapp.cli import export as export_cli
 
 pytest.importorskip("jax")
 TWO_CPU_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+FAULTS = ["--backend=jax", "--train_steps=600", "--eval_every=100", "--checkpoint_every=50", "--steps_per_loop=10",
+          "--deterministic", "--noexport"]
+
+
+def _restored_model(model_dir):
+    """The run's model, rebuilt on TensorFlow with the weights of its last (JAX) checkpoint."""
+    config, trained_on_jax = export_cli.load_run_config(str(model_dir))
+    assert trained_on_jax
+    task = tasks.get_task(config.task)
+    source = pipelines.load(config.data)
+    model = run.build_model(config, task, source.spec)
+    optimizer = run.build_optimizer(config)
+    optimizer.build(model.trainable_variables)
+    jax_checkpoints.Manager(str(model_dir), model, optimizer).restore(checkpoints.latest(str(model_dir)))
+    return model, optimizer, source
+
+
+def _checkpoint_arrays(model_dir):
+    with open(checkpoints.latest(str(model_dir)), "rb") as f:
+        stored = np.load(f)
+        return {name: stored[name] for name in stored.files}
 
 
 def test_digits_on_two_jax_devices_trains_reports_and_exports(tmp_path, cli):
@@ -23,15 +51,12 @@ def test_digits_on_two_jax_devices_trains_reports_and_exports(tmp_path, cli):
     report = read_report(model_dir)
     assert report["backend"] == "jax" and report["num_replicas"] == 2 and "DataParallel" in report["strategy"]
     assert report["final_metrics"]["accuracy"] >= 0.95, report["final_metrics"]
+    assert report["flops_per_step"] > 0 and 0 < report["mfu"] < 1 and report["autotune"]["source"] == "measured"
     with open(model_dir / "metrics.csv") as f:
         assert sum(1 for line in f if ",eval,accuracy," in line) == 3
     assert (model_dir / "curves.png").exists() and report["export_path"] == str(model_dir / "export" / "1")
-    # The JAX-trained weights in a TensorFlow-backend model give what the export serves.
-    config = config_lib.Config(**{k: v for k, v in json.load(open(model_dir / "config.json")).items()})
-    task = tasks.get_task("digits")
-    source = pipelines.load("embedded:digits")
-    model = run.build_model(config, task, source.spec)
-    model.load_weights(str(model_dir / "model.weights.h5"))
+    # The JAX checkpoint's weights in a TensorFlow-backend model give what the export serves.
+    model, _, source = _restored_model(model_dir)
     pixels = np.stack([e["x"] for e in source.splits["test"]().take(4).as_numpy_iterator()]).astype("float32")
     served = serve_in_clean_process(report["export_path"], {"pixels": pixels.tolist()})
     logits = np.asarray(model(pixels[..., None], training=False))
@@ -46,11 +71,13 @@ def test_text_task_runs_on_jax_with_the_tf_data_vectoriser(tmp_path, cli):
     assert read_report(str(tmp_path / "run"))["final_metrics"]["accuracy"] > 0
 
 
-def test_jax_backend_rejects_a_tf_strategy(tmp_path, cli):
+def test_jax_backend_rejects_a_tf_strategy_and_unsupported_settings(tmp_path, cli):
     out = cli([f"--model_dir={tmp_path}/run", "--backend=jax", "--strategy=mirrored"])
     assert out.returncode == 2 and not os.path.exists(tmp_path / "run")
     assert "--strategy=mirrored: the jax backend always runs keras.distribution.DataParallel" in \
         out.stderr.strip().splitlines()[-1]
+    with pytest.raises(config_lib.ConfigError, match="--jit_compile=false: the jax backend always compiles"):
+        config_lib.Config(backend="jax", jit_compile="false").resolved()
 
 
 def test_missing_jax_is_a_one_line_error(monkeypatch):
@@ -59,16 +86,145 @@ def test_missing_jax_is_a_one_line_error(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
     with pytest.raises(config_lib.ConfigError, match=r'--backend=jax: JAX is not installed; pip install -e ".\[jax\]"'):
-        train_cli._run_jax(config_lib.Config(backend="jax").resolved(smoke=True))
+        train_cli._use_jax(config_lib.Config(backend="jax").resolved(smoke=True))
 
 
-def test_a_finished_jax_run_is_never_trained_into_again(tmp_path, cli):
+def _start(model_dir, extra=()):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, "-m", "tfapp.cli.train", f"--model_dir={model_dir}", *FAULTS, *extra],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoint(model_dir, process, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if checkpoints.latest(str(model_dir)):
+            return
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint appeared")
+
+
+# digits/cnn: Dropout's seed-generator state must survive the kill too.
+def test_kill_9_then_resume_equals_uninterrupted_run_on_jax(tmp_path, cli):
+    straight = cli([f"--model_dir={tmp_path / 'straight'}", *FAULTS])
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killed_dir = tmp_path / "killed"
+    process = _start(killed_dir)
+    _wait_for_checkpoint(killed_dir, process)
+    time.sleep(random.Random(0).uniform(0.05, 0.5))  # a pseudo-random step after the first checkpoint
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    saved_step = int(checkpoints.latest(str(killed_dir)).rsplit("-", 1)[1].split(".")[0])
+    assert saved_step < 600, "the run finished before the kill: nothing was tested"
+    resumed = cli([f"--model_dir={killed_dir}", *FAULTS])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from" in resumed.stdout
+    report = read_report(str(killed_dir))
+    assert report["resumed_at_step"] == saved_step and report["steps"] == 600
+    a, b = _checkpoint_arrays(tmp_path / "straight"), _checkpoint_arrays(killed_dir)
+    assert a.keys() == b.keys() and len(a) > 10
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert read_report(str(tmp_path / "straight"))["final_metrics"] == report["final_metrics"]
+    assert (tmp_path / "straight" / "metrics.csv").read_text() == (killed_dir / "metrics.csv").read_text()
+
+
+def test_sigterm_checkpoints_and_resumes_on_jax(tmp_path, cli):
+    model_dir = tmp_path / "run"
+    process = _start(model_dir, ["--train_steps=100000"])
+    _wait_for_checkpoint(model_dir, process)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-2000:]
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith("SIGTERM: stopped at step ") and f"--model_dir={model_dir}" in last
+    step = int(last.split("step ")[1].split()[0])
+    assert checkpoints.latest(str(model_dir)).endswith(f"ckpt-{step}.npz")
+    assert not (model_dir / "report.json").exists()
+    resumed = cli([f"--model_dir={model_dir}", *FAULTS, f"--train_steps={step + 20}"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert read_report(str(model_dir))["resumed_at_step"] == step
+
+
+def test_nan_loss_on_jax_stops_with_the_step(tmp_path, cli):
+    out = cli([f"--model_dir={tmp_path / 'nan'}", "--backend=jax", "--model=mlp", "--learning_rate=1e12",
+               "--train_steps=400", "--checkpoint_every=10", "--steps_per_loop=10", "--noexport"])
+    assert out.returncode == 3, out.stderr[-2000:]
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith("tfapp-train: error: loss became NaN/Inf in the loop ending at step ")
+
+
+ON_NAN_RESTORE = """
+import json, sys, time
+from tfapp import config as config_lib, host_loop, report, run
+config = config_lib.Config(model="mlp", backend="jax", steps_per_loop="5", jit_compile="true", export=False,
+                           on_nan="restore", train_steps=40, eval_every=20, checkpoint_every=10, batch_size=32,
+                           model_dir=sys.argv[1]).resolved()
+experiment = run.prepare(config)
+trainer, _, _ = run.choose_trainer(experiment)
+real_train, calls = trainer.train, []
+
+def train_with_one_nan(iterator, size):
+    values = real_train(iterator, size)
+    trainer.sync_to_model()
+    calls.append(int(experiment.optimizer.iterations.numpy()))
+    if len(calls) == 4:  # loops end at 1, 5, 10, 15: the one ending at 15 is poisoned
+        values["loss"] = float("nan")
+    return values
+
+trainer.train = train_with_one_nan
+outcome = host_loop.run_loops(experiment, trainer, 5, report.RunLog(config.model_dir), config.model_dir, time.time())
+print(json.dumps({"restores": outcome.nan_restores, "steps": outcome.steps, "calls": calls,
+                  "learning_rate": float(experiment.optimizer.learning_rate.numpy())}))
+"""
+
+
+def test_on_nan_restore_reloads_and_halves_the_learning_rate_on_jax(tmp_path):
+    out = subprocess.run([sys.executable, "-c", ON_NAN_RESTORE, str(tmp_path / "r")], cwd=REPO, capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["restores"] == [15] and result["steps"] == 40
+    assert result["calls"][4] == 15  # restarted from the step-10 checkpoint: 10 + 5
+    assert result["learning_rate"] == pytest.approx(config_lib.Config(model="mlp").resolved().learning_rate / 2)
+
+
+@pytest.mark.slow
+def test_noresume_and_a_tensorflow_run_directory_on_jax(tmp_path, cli):
     model_dir = tmp_path / "run"
     args = [f"--model_dir={model_dir}", "--backend=jax", "--smoke", "--noexport"]
-    assert cli(args, env=TWO_CPU_DEVICES).returncode == 0
+    assert cli(args).returncode == 0
     before = (model_dir / "metrics.csv").read_text()
-    again = cli(args, env=TWO_CPU_DEVICES)
-    assert again.returncode == 2 and "cannot resume yet; use --noresume" in again.stderr.strip().splitlines()[-1]
-    fresh = cli([*args, "--noresume"], env=TWO_CPU_DEVICES)
+    fresh = cli([*args, "--noresume"])
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     assert (model_dir / "metrics.csv").read_text() == before and (tmp_path / "run-2" / "report.json").exists()
+    tf_run = tmp_path / "tf"
+    assert cli([f"--model_dir={tf_run}", "--smoke", "--noexport"]).returncode == 0
+    out = cli([f"--model_dir={tf_run}", "--backend=jax", "--smoke", "--noexport"])
+    assert out.returncode == 2 and "--backend='tensorflow' there, 'jax' now" in out.stderr.strip().splitlines()[-1]
+
+
+def test_jax_checkpoints_round_trip_on_a_ram_file_system_and_keep_the_last_three():
+    """The JAX engine's checkpoint files go through tf.io.gfile (numpy only, so this runs on TensorFlow)."""
+    config = config_lib.Config(model="mlp", train_steps=10).resolved()
+    task, source = tasks.get_task("digits"), pipelines.load("embedded:digits")
+    model = run.build_model(config, task, source.spec)
+    optimizer = run.build_optimizer(config)
+    optimizer.build(model.trainable_variables)
+    manager = jax_checkpoints.Manager("ram://jax-ckpt", model, optimizer)
+    original = [v.numpy().copy() for v in model.variables]
+    for step in (10, 20, 30, 40):
+        manager.save(checkpoint_number=step)
+    assert manager.latest_checkpoint == "ram://jax-ckpt/checkpoints/ckpt-40.npz"
+    import tensorflow as tf
+    assert sorted(tf.io.gfile.listdir("ram://jax-ckpt/checkpoints")) == [
+        "checkpoint.json", "ckpt-20.npz", "ckpt-30.npz", "ckpt-40.npz"]
+    for variable in model.trainable_variables:
+        variable.assign(np.zeros(variable.shape, variable.dtype))
+    manager.restore(manager.latest_checkpoint)
+    for variable, value in zip(model.variables, original):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    other = run.build_model(config_lib.Config(model="cnn").resolved(), task, source.spec)
+    with pytest.raises(ValueError, match="ckpt-40.npz: holds"):
+        jax_checkpoints.Manager("ram://jax-ckpt", other, optimizer).restore(manager.latest_checkpoint)

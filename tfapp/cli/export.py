@@ -10,7 +10,9 @@ the default strategy, whatever strategy trained the run. Versions are integers, 
 """
 import dataclasses
 import json
+import shutil
 import sys
+import tempfile
 
 from tfapp.cli import tf_logs  # noqa: E402
 
@@ -19,7 +21,7 @@ tf_logs.quiet()  # TensorFlow's C++ start-up notices stay out (--verbose shows t
 from absl import app, flags, logging  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfapp import checkpoints, export, report  # noqa: E402
+from tfapp import checkpoints, export, jax_checkpoints, report  # noqa: E402
 from tfapp import run as run_lib  # noqa: E402
 from tfapp.config import Config, ConfigError  # noqa: E402
 
@@ -34,28 +36,38 @@ def define_flags():
 
 
 def load_run_config(model_dir):
-    """The resolved Config a run was trained with, set to rebuild it on the default strategy."""
+    """(the resolved Config a run was trained with, set to rebuild it on the default strategy and TensorFlow,
+    whether it was trained on JAX)."""
     path = report.join(model_dir, checkpoints.CONFIG_FILE)
     if not tf.io.gfile.exists(path):
         raise ConfigError(f"--model_dir={model_dir}: no {checkpoints.CONFIG_FILE} (not a tfapp run directory)")
-    weights = report.join(model_dir, checkpoints.WEIGHTS_FILE)
-    if checkpoints.latest(model_dir) is None and not tf.io.gfile.exists(weights):
-        raise ConfigError(f"--model_dir={model_dir}: no checkpoint (or {checkpoints.WEIGHTS_FILE} of a --backend=jax "
-                          "run) to export")
+    if checkpoints.latest(model_dir) is None:
+        raise ConfigError(f"--model_dir={model_dir}: no checkpoint to export")
     with tf.io.gfile.GFile(path) as f:
         saved = json.load(f)
     names = {field.name for field in dataclasses.fields(Config)}
     config = Config(**{k: v for k, v in saved.items() if k in names})
     return dataclasses.replace(config, strategy="default", num_cpu_devices=None, tpu=None, resume=True,
-                               backend="tensorflow")
+                               backend="tensorflow"), config.backend == "jax"
+
+
+def _prepare_from_jax_run(config, model_dir):
+    """The experiment of a --backend=jax run, rebuilt on TensorFlow with the weights of its last checkpoint
+    (tfapp.jax_checkpoints: arrays by variable position, readable without JAX)."""
+    scratch = tempfile.mkdtemp(prefix="tfapp-export-")
+    try:
+        experiment = run_lib.prepare(dataclasses.replace(config, model_dir=scratch, resume=False))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    jax_checkpoints.Manager(model_dir, experiment.model, experiment.optimizer).restore(checkpoints.latest(model_dir))
+    return experiment
 
 
 def export_run(model_dir, export_dir=None, tflite=False):
     """Restores the run's last checkpoint and writes the next export version; returns (path, tflite path)."""
-    experiment = run_lib.prepare(load_run_config(model_dir))
+    config, trained_on_jax = load_run_config(model_dir)
+    experiment = _prepare_from_jax_run(config, model_dir) if trained_on_jax else run_lib.prepare(config)
     config, task = experiment.config, experiment.task
-    if experiment.resumed_from is None:  # a --backend=jax run: Keras weights file instead of a TF checkpoint
-        experiment.model.load_weights(report.join(model_dir, checkpoints.WEIGHTS_FILE))
     path = export.export_saved_model(
         experiment.model, lambda: task.models[config.model](config, experiment.source.spec), task.serving,
         export_dir or report.join(model_dir, "export"), experiment.source.spec)

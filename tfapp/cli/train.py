@@ -11,6 +11,9 @@ import sys
 import time
 
 START_TIME = time.time()
+if "--backend=jax" in sys.argv[1:] or "--backend" in sys.argv[1:-1] and \
+        sys.argv[sys.argv.index("--backend") + 1] == "jax":
+    os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported; a --flagfile's is re-executed
 from tfapp.cli import tf_logs  # noqa: E402
 
 tf_logs.quiet()  # TensorFlow's C++ start-up notices stay out of the run log (--verbose shows them)
@@ -37,7 +40,7 @@ def summary_line(content):
             f"{content['config']['model_dir']}")
 
 
-def _run_jax(config):
+def _use_jax(config):
     """--backend=jax: re-runs this command with KERAS_BACKEND=jax (Keras picks its backend once, at import)."""
     import importlib.util
     import keras
@@ -49,9 +52,6 @@ def _run_jax(config):
         tf_logs.restore()  # the pipe's reader does not survive exec; the new process filters for itself
         os.execve(sys.executable, [sys.executable, "-m", "tfapp.cli.train", *sys.argv[1:]],
                   {**os.environ, "KERAS_BACKEND": "jax"})
-    content = run_lib.run_jax(config, START_TIME)
-    print(summary_line(content), flush=True)
-    return 0
 
 
 def main(argv):
@@ -61,7 +61,7 @@ def main(argv):
     try:
         config = tfapp_flags.config_from_flags()
         if config.backend == "jax":
-            return _run_jax(config)
+            _use_jax(config)
         experiment = run_lib.prepare(config)
     except ValueError as error:  # ConfigError, StrategyError, DataError: bad input, nothing written yet
         if os.environ.get("TFAPP_TRACEBACK"):

@@ -1,0 +1,167 @@
+"""`--backend=jax`: what `tfapp.run` needs of the JAX engine: devices, data as blocks, the trainer, FLOPs, export.
+
+    tfapp-train --backend=jax --task=digits --model=mlp            # tfapp-train sets KERAS_BACKEND=jax itself
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 tfapp-train --backend=jax   # two CPU "devices"
+
+For TPU VMs whose TensorFlow has no TPU runtime (free Colab TPUs) and for TPU pods: JAX drives the devices,
+TensorFlow only runs the tf.data pipeline on the host. `prepare(config)` builds the same `run.Experiment` as the
+TensorFlow path (same task, pipeline, model and optimizer code; `engine="jax"`), so `run.train` and
+`tfapp.host_loop` drive it unchanged: progress, evaluation, checkpoints (`tfapp.jax_checkpoints`), signals, the NaN
+policy, callbacks, autotune of the loop size, FLOPs/MFU and the report. The train iterator yields blocks of K
+batches (`tfapp.jax_loop`); several hosts each read their shard (`strategies.jax_mesh`). The SavedModel export
+runs `tfapp-export` in a TensorFlow-backend process that restores the run's last checkpoint.
+"""
+import dataclasses
+import functools
+import os
+import subprocess
+import sys
+import time
+
+import jax
+import keras
+import numpy as np
+import tensorflow as tf  # tf.data only: the model runs on JAX
+
+import pipelines
+from strategies import jax_mesh
+from tfapp import checkpoints, flops, jax_checkpoints, jax_loop
+from tfapp import run
+from tfapp.config import ConfigError
+
+MAX_BLOCK = 64  # batches per block put on the devices at once …
+BLOCK_BYTES = 32 << 20  # … and at most ~32 MiB of them
+
+
+def block_size(element_spec):
+    """Batches per block for batches of `element_spec`: up to MAX_BLOCK within BLOCK_BYTES."""
+    batch_bytes = sum(spec.dtype.size * int(np.prod(spec.shape)) for spec in tf.nest.flatten(element_spec))
+    return int(max(1, min(MAX_BLOCK, BLOCK_BYTES // max(1, batch_bytes))))
+
+
+def prepare(config):
+    """The run.Experiment of a --backend=jax run; raises ValueError subclasses on bad input, writes nothing."""
+    if keras.backend.backend() != "jax":
+        raise ConfigError(f"--backend=jax: Keras runs on {keras.backend.backend()}; set KERAS_BACKEND=jax before "
+                          "Keras is imported (tfapp-train does this itself)")
+    task = run.tasks.get_task(config.task).for_model(config.model)
+    startup = {}
+    with run.timed(startup, "strategy_s"):
+        jax_mesh.initialize()
+        try:
+            devices = jax_mesh.get_devices(config.batch_size)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    model_dir, resuming = run.resolve_run_dir(config)
+    config = dataclasses.replace(config, model_dir=model_dir)
+    with run.timed(startup, "data_load_s"):
+        source = run.load_source(config, task)
+    keras.utils.set_random_seed(config.seed)
+    preprocess, augment = task.preprocessor(source.spec), run.augmenter(config, task, source)
+    context = devices.input_context()
+    arrays = (source.arrays or {}).get("train") if task.vectorized_preprocess else None
+    blocks_from_arrays = arrays is not None
+
+    def make_train_data(skip_steps):
+        dataset = pipelines.train_dataset(
+            source.splits["train"], preprocess, config.batch_size, config.seed, context, cache=config.cache,
+            vectorized=task.vectorized_preprocess, arrays=arrays, skip_steps=skip_steps, blocks=blocks_from_arrays,
+            augment=augment)
+        if blocks_from_arrays:
+            return dataset
+        return dataset.batch(block_size(dataset.element_spec), drop_remainder=True).prefetch(2)
+
+    eval_data = pipelines.eval_dataset(source.splits["test"], preprocess, config.batch_size,
+                                       source.num_examples["test"], context, vectorized=task.vectorized_preprocess,
+                                       repeat=True)
+    eval_steps = pipelines.eval_steps(source.num_examples["test"], config.batch_size, context.num_input_pipelines)
+    with run.timed(startup, "model_build_s"):
+        model = run.build_model(config, task, source.spec)
+        optimizer = run.build_optimizer(config)
+        optimizer.build(model.trainable_variables)
+    resumed_from = checkpoints.latest(model_dir) if resuming else None
+    if resumed_from:
+        jax_checkpoints.Manager(model_dir, model, optimizer).restore(resumed_from)
+    if devices.is_chief:
+        checkpoints.check_writable(model_dir)
+    start_step = int(optimizer.iterations.numpy())
+    train_data = make_train_data(start_step)
+    block = int(tf.nest.flatten(train_data.element_spec)[0].shape[0])  # batches per block
+    return run.Experiment(config, task, devices, source, model, optimizer, train_data, eval_data,
+                          devices.is_chief, make_train_data, resumed_from, block, startup, eval_steps, engine="jax")
+
+
+def _has_convolutions(model):
+    return any(isinstance(layer, keras.layers.Conv1D | keras.layers.Conv2D | keras.layers.Conv3D)
+               for layer in model._flatten_layers())
+
+
+def jit_candidates(choice, model, platform):
+    """The JAX loop's settings for `--jit_compile=choice`: a jitted call per step (True) and/or one per block,
+    the likelier winner first (autotune probes the first, and tries the other when the budget allows): per block,
+    except for convolutions on a CPU, which XLA runs ~30x slower inside a loop (digits/cnn: 7 against 213 steps/s;
+    digits/mlp: per block ~6,000, per step ~4,200)."""
+    if choice in ("true", "block"):
+        return [{"true": True, "block": "block"}[choice]]
+    return [True, "block"] if platform == "cpu" and _has_convolutions(model) else ["block", True]
+
+
+def make_trainer(experiment, jit_compile):
+    config, task = experiment.config, experiment.task
+    return jax_loop.JaxTrainer(experiment.model, experiment.optimizer, task.loss(), task.metrics,
+                               config.batch_size, experiment.block, jit_compile, experiment.strategy.distribution,
+                               experiment.strategy.block_sharding(),
+                               measure_input_wait=not config.deterministic)
+
+
+def _step_flops(experiment, trainer):
+    """XLA's cost analysis of one compiled train step on one global batch (forward, backward, optimizer)."""
+    block_spec = experiment.train_data.element_spec
+    processes = jax.process_count()
+
+    def one_batch(spec):  # [K, per-host batch, ...] -> [global batch, ...]
+        return jax.ShapeDtypeStruct((spec.shape[1] * processes, *spec.shape[2:]), spec.dtype.as_numpy_dtype)
+
+    batch = tf.nest.map_structure(one_batch, block_spec)
+    metric_state = [list(values) for values in trainer._fresh_train_metrics]
+    state = jax.tree.map(lambda value: jax.ShapeDtypeStruct(value.shape, value.dtype), trainer.model_state())
+    compiled = jax.jit(trainer._step).lower(state, metric_state, batch).compile()
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+    return float(analysis.get("flops", 0.0))
+
+
+def _measure_peak(dtype, size, seconds):
+    """Square-matmul FLOP/s of a jitted chain of matmuls in `dtype` on the first JAX device."""
+    a = jax.random.uniform(jax.random.key(0), (size, size)).astype(dtype.as_numpy_dtype)
+
+    @functools.partial(jax.jit, static_argnums=1)
+    def matmuls(x, n):
+        return jax.lax.fori_loop(0, n, lambda _, y: (y @ a) * (1.0 / size), x)
+
+    matmuls(a, 1).block_until_ready()
+    n, elapsed = 1, 0.0
+    while elapsed < seconds:
+        n *= 2
+        matmuls(a, n).block_until_ready()  # compile outside the timing
+        start = time.perf_counter()
+        matmuls(a, n).block_until_ready()
+        elapsed = time.perf_counter() - start
+    return 2.0 * size ** 3 * n / elapsed
+
+
+def step_flops_and_peak(experiment, trainer, device, compute_dtype):
+    """(flops_per_step, peak FLOP/s of all the run's devices) for the JAX engine."""
+    per_device = flops.peak_flops_per_second(compute_dtype, device_key=f"jax|{device}", measure=_measure_peak)
+    devices = experiment.strategy.devices
+    return _step_flops(experiment, trainer), per_device * (1 if devices[0].platform == "cpu" else len(devices))
+
+
+def export(model_dir):
+    """Runs tfapp-export on the run directory in a TensorFlow-backend process; returns the export path."""
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    out = subprocess.run([sys.executable, "-m", "tfapp.cli.export", f"--model_dir={model_dir}"], env=env,
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"export after the JAX run failed: {(out.stderr.strip().splitlines() or [''])[-1]}")
+    return out.stdout.strip().splitlines()[-1].removeprefix("exported ").split(" and ")[0]
