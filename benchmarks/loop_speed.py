@@ -223,8 +223,8 @@ def time_jax_bare(workload, seconds):
         return (params, m, v, t), None
 
     train = jax.jit(lambda state: jax.lax.scan(step, state, (xs, ys))[0], donate_argnums=0)
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    state = jax.block_until_ready(train((params, zeros, zeros, jnp.float32(0))))  # compile + warm-up
+    moments = [jax.tree.map(jnp.zeros_like, params) for _ in range(2)]
+    state = jax.block_until_ready(train((params, *moments, jnp.float32(0))))  # compile + warm-up
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         state = train(state)

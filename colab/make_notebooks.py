@@ -58,8 +58,8 @@ tpu_nb.cells = [
     new_markdown_cell("# tfapp on a free Colab TPU — Keras on JAX, fed by tf.data\n\n" + BADGE.format(repo="OWNER/tfapp", name="tpu.ipynb") +
                       "\n\nFree Colab TPUs are TPU VMs whose TensorFlow has no TPU runtime (tensorflow-tpu stops at 2.19/2.20; "
                       "TF on Colab TPUs broke in June 2025). So this notebook trains the same tfapp task on the **Keras JAX "
-                      "backend** under `keras.distribution.DataParallel` over every TPU core (`backend='jax'`, as "
-                      "`tfapp-train --backend=jax`); TensorFlow only runs the tf.data pipeline on the host, and exports "
+                      "backend** with tfapp's own jitted loop under `keras.distribution.DataParallel` over every TPU core "
+                      "(`backend='jax'`, as `tfapp-train --backend=jax`); TensorFlow only runs the tf.data pipeline on the host, and exports "
                       "the SavedModel afterwards. On a Cloud TPU VM with a pinned `tensorflow-tpu`, use "
                       "`tfapp-train --strategy=tpu` (TPUStrategy) instead.\n\nWithout a TPU (e.g. CI) the notebook splits "
                       "the CPU into two JAX devices, so the same data-parallel code path runs."),
@@ -75,12 +75,29 @@ import keras
 print("local TPU signals:", signals or "none")
 print("Keras backend:", keras.backend.backend(), "| JAX devices:", jax.devices())
 assert keras.backend.backend() == "jax"'''),
-    new_markdown_cell("## Train (the same task and pipeline as on TensorFlow)"),
+    new_markdown_cell("## Where the run goes: Google Drive, if mounted\nA Colab runtime can disconnect at any time. "
+                      "Mount Drive first (`from google.colab import drive; drive.mount('/content/drive')`) and the run "
+                      "directory, with its checkpoints, lives there; without Drive it goes to a temporary folder."),
+    new_code_cell('''import tempfile
+DRIVE = "/content/drive/MyDrive"
+MODEL_DIR = f"{DRIVE}/tfapp-runs/digits-jax" if os.path.isdir(DRIVE) else os.path.join(tempfile.mkdtemp(), "digits-jax")
+print("run directory:", MODEL_DIR)'''),
+    new_markdown_cell("## Train (the same task and pipeline as on TensorFlow)\ntfapp's own JAX loop: checkpoints every "
+                      "`checkpoint_every` steps. **After a disconnect, run this cell again**: it resumes from the last "
+                      "checkpoint in `MODEL_DIR` instead of starting over."),
     new_code_cell('''from tfapp import config, run
-cfg = config.Config(task="digits", backend="jax").resolved(smoke=SMOKE)
+cfg = config.Config(task="digits", backend="jax", model_dir=MODEL_DIR).resolved(smoke=SMOKE)
 report = run.run(cfg)
-print({k: report[k] for k in ("final_metrics", "steps", "steps_per_second", "strategy", "num_replicas")})
+print({k: report[k] for k in ("final_metrics", "steps", "steps_per_second", "strategy", "num_replicas",
+                              "resumed_at_step")})
 assert report["num_replicas"] == len(jax.devices())'''),
+    new_markdown_cell("## What re-running looks like\nThe same `MODEL_DIR` with more steps: the run continues from its "
+                      "last checkpoint (as after a disconnect), it does not start again."),
+    new_code_cell('''import dataclasses
+longer = dataclasses.replace(cfg, train_steps=cfg.train_steps + cfg.eval_every)
+again = run.run(longer)
+print("resumed from", again["resumed_from"], "at step", again["resumed_at_step"], "->", again["steps"], "steps")
+assert again["resumed_at_step"] == cfg.train_steps and again["steps"] == longer.train_steps'''),
     new_markdown_cell("## Curves"),
     new_code_cell('''from IPython.display import Image, display
 display(Image(filename=f"{cfg.model_dir}/curves.png"))'''),
@@ -88,7 +105,7 @@ display(Image(filename=f"{cfg.model_dir}/curves.png"))'''),
     new_code_cell('''import numpy as np
 import tensorflow as tf
 import pipelines
-serve = tf.saved_model.load(report["export_path"]).signatures["serving_default"]
+serve = tf.saved_model.load(again["export_path"]).signatures["serving_default"]
 test = list(pipelines.load("embedded:digits").splits["test"]().take(8).as_numpy_iterator())
 predicted = serve(pixels=tf.constant(np.stack([e["x"] for e in test]).astype("float32")))["class_id"].numpy()
 print("predicted:", predicted.tolist())

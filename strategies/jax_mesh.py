@@ -18,6 +18,7 @@ import tensorflow as tf  # tf.distribute.InputContext only: which share of the d
 
 MULTI_PROCESS_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
                            "KERAS_DISTRIBUTION_PROCESS_ID")
+HEARTBEAT_SECONDS = int(os.environ.get("TFAPP_JAX_HEARTBEAT_SECONDS", "30"))  # a silent peer counts as dead after
 
 
 @dataclasses.dataclass
@@ -51,11 +52,21 @@ class JaxDevices:
 
 
 def initialize():
-    """Starts JAX's multi-process runtime when the KERAS_DISTRIBUTION_* variables ask for it (gloo on CPU)."""
+    """Starts JAX's multi-process runtime when the KERAS_DISTRIBUTION_* variables ask for it (gloo on CPU), as
+    `keras.distribution.initialize` does, with a heartbeat of HEARTBEAT_SECONDS: a process whose peer died is
+    stopped by JAX's coordination service then, instead of waiting in a collective."""
     if not any(os.environ.get(name) for name in MULTI_PROCESS_VARIABLES) or jax.distributed.is_initialized():
         return
+    missing = [name for name in MULTI_PROCESS_VARIABLES if not os.environ.get(name)]
+    if missing:
+        raise ValueError(f"--backend=jax on several processes needs {', '.join(MULTI_PROCESS_VARIABLES)}; "
+                         f"{', '.join(missing)} not set")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    keras.distribution.initialize()
+    addresses = os.environ["KERAS_DISTRIBUTION_JOB_ADDRESSES"].split(",")
+    jax.distributed.initialize(coordinator_address=addresses[0],
+                               num_processes=int(os.environ["KERAS_DISTRIBUTION_NUM_PROCESSES"]),
+                               process_id=int(os.environ["KERAS_DISTRIBUTION_PROCESS_ID"]),
+                               heartbeat_timeout_seconds=HEARTBEAT_SECONDS, initialization_timeout=120)
 
 
 def get_devices(global_batch_size):

@@ -54,6 +54,21 @@ def _use_jax(config):
                   {**os.environ, "KERAS_BACKEND": "jax"})
 
 
+def _lost_contact(experiment, error, message):
+    last = checkpoints.latest(experiment.config.model_dir) or "none yet"
+    print(f"tfapp-train: error: lost contact with another worker ({type(error).__name__}: "
+          f"{message.strip().splitlines()[0][:200]}); restart every worker with the same command to resume "
+          f"from the last checkpoint ({last})", file=sys.stderr)
+
+
+def _jax_peer_error(experiment, error):
+    """True for a JAX runtime error of a multi-process run (a collective failed: another process is gone)."""
+    if experiment.engine != "jax" or type(error).__name__ != "JaxRuntimeError":
+        return False
+    import jax
+    return jax.process_count() > 1
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -79,11 +94,15 @@ def main(argv):
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
         if experiment.strategy.num_replicas_in_sync == 1 or os.environ.get("TFAPP_TRACEBACK"):
             raise
-        last = checkpoints.latest(experiment.config.model_dir) or "none yet"
-        print(f"tfapp-train: error: lost contact with another worker ({type(error).__name__}: "
-              f"{error.message.splitlines()[0][:200]}); restart every worker with the same command to resume "
-              f"from the last checkpoint ({last})", file=sys.stderr)
+        _lost_contact(experiment, error, error.message)
         return 4
+    except RuntimeError as error:  # jax.errors.JaxRuntimeError: a collective whose peer process died
+        if not _jax_peer_error(experiment, error) or os.environ.get("TFAPP_TRACEBACK"):
+            raise
+        _lost_contact(experiment, error, str(error))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(4)  # not a normal exit: JAX's shutdown barrier would wait for the dead peer, then abort
     if content.get("status") == "interrupted":
         print(f"{content['signal']}: stopped at step {content['steps']} after saving a checkpoint; resume with the "
               f"same command and --model_dir={content['model_dir']}", flush=True)
