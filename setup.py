@@ -10,7 +10,7 @@ setuptools.setup(
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["tfapp", "tfapp.*", "pipelines", "pipelines.*",
                                                "strategies", "strategies.*"]),
-    package_data={"pipelines": ["data/*.npz", "data/*.csv", "data/*.tsv", "data/*.conll", "data/README.md"]},
+    package_data={"pipelines": ["data/*.npz", "data/*.csv", "data/*.tsv", "data/*.conll", "data/*.txt", "data/README.md"]},
     # Ranges tested together (Python 3.11, 2026-11): TF 2.21.0, Keras 3.15.1, TFDS 4.9.10, absl 2.5.1,
     # matplotlib 3.11.2, TensorBoard 2.21. On TPU VMs install tensorflow-tpu pinned to its last release instead.
     install_requires=[

@@ -28,6 +28,7 @@ class LoadOptions:
     value_column: Optional[str] = None  # CSV series: the values to forecast
     window: Optional[int] = None        # series: past values per example
     horizon: Optional[int] = None       # series: future values to predict per example
+    sequence_length: Optional[int] = None  # corpus: characters per language-model window (default 64)
 
 
 @dataclasses.dataclass(frozen=True)

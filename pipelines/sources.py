@@ -3,13 +3,14 @@
     python -c "import pipelines; print(pipelines.load('npz:/tmp/my.npz', test_fraction=0.2).num_examples)"
 
 Kinds: `embedded:NAME` (datasets shipped in pipelines/data), `npz:PATH`, `csv:PATH`, `images:DIR`,
-`tfrecord:GLOB`, `text:PATH`, `conll:PATH`, `tfds:NAME[:VERSION]`. Every example is a dict {"x": …, "y": …}.
+`tfrecord:GLOB`, `text:PATH`, `conll:PATH`, `corpus:GLOB` (one text stream for language models),
+`tfds:NAME[:VERSION]`. Every example is a dict {"x": …, "y": …}.
 Every path goes through tf.io.gfile, so `gs://` and `ram://` locations work like local files.
 """
 import dataclasses
 import importlib.resources
 
-from pipelines import csv_source, images, npz, text, tfds_source, tfrecord
+from pipelines import corpus, csv_source, images, npz, text, tfds_source, tfrecord
 from pipelines.source import DataError, LoadOptions
 
 # name -> (file in pipelines/data, default read options); sources and licences in pipelines/data/README.md
@@ -20,6 +21,7 @@ EMBEDDED = {
     "co2": ("co2.csv", {"time_column": "month", "value_column": "co2"}),
     "stdlib_docs": ("stdlib_docs.tsv", {}),
     "ner_sample": ("ner_sample.conll", {}),
+    "shakespeare": ("tinyshakespeare.txt", {}),
 }
 
 
@@ -35,6 +37,8 @@ def load_embedded(location, options):
         return text.load_text(path, options)
     if path.endswith(".conll"):
         return text.load_conll(path, options)
+    if path.endswith(".txt"):
+        return corpus.from_text(f"embedded:{location}", corpus.read_text(path), options)
     return npz.from_npz_content(f"embedded:{location}", npz.read_npz(path), options)
 
 
@@ -46,6 +50,7 @@ SOURCES = {
     "tfrecord": tfrecord.load_tfrecord,
     "text": text.load_text,
     "conll": text.load_conll,
+    "corpus": corpus.load_corpus,
     "tfds": tfds_source.load_tfds,
 }
 

@@ -29,7 +29,8 @@ inputs = json.loads(sys.stdin.read())
 loaded = tf.saved_model.load(sys.argv[1])
 out = loaded.signatures[sys.argv[2]](**{k: tf.constant(v) for k, v in inputs.items()})
 assert not {"tfapp", "pipelines", "strategies"} & set(sys.modules), "only TensorFlow may be imported"
-print(json.dumps({k: (v.numpy().astype(str) if v.dtype == tf.string else v.numpy()).tolist() for k, v in out.items()}))
+print(json.dumps({k: (np.asarray(v.numpy()).astype(str) if v.dtype == tf.string else v.numpy()).tolist()
+                  for k, v in out.items()}))
 """
 
 

@@ -63,6 +63,7 @@ class Config:
     seed: int = 0
     strategy: str = "auto"
     backend: str = "tensorflow"              # tensorflow (tf.distribute, tfapp.loop) | jax (tfapp.jax_loop)
+    model_parallel: int = 1                  # jax: devices each model is split over (keras ModelParallel)
     tpu: Optional[str] = None
     num_cpu_devices: Optional[int] = None    # split the CPU into N logical devices (Mirrored on a laptop)
     steps_per_loop: str = "auto"             # optimizer steps per host round-trip (one tf.function call), or auto
@@ -70,8 +71,8 @@ class Config:
     autotune_seconds: float = 3.0            # measuring budget of the auto settings (and <= ~10% of the run)
     autotune: str = "cache"                  # cache: reuse an earlier measurement of the same setup | measure
     mixed_precision: str = "none"            # none | bfloat16 | float16 (float16 adds dynamic loss scaling)
-    lr_schedule: str = "constant"            # constant | cosine (decay to 0 over train_steps, after warmup)
-    warmup_steps: int = 0                    # linear warmup steps of the cosine schedule
+    lr_schedule: Optional[str] = None        # constant | cosine (decay to 0 over train_steps, after warmup); per task
+    warmup_steps: Optional[int] = None       # linear warmup steps of the cosine schedule; per task (0)
     early_stopping_patience: int = 0         # stop after N evaluations without a better main metric; 0 = off
     target_metric: Optional[float] = None    # report time_to_target_s: when the eval main metric first reaches it
     export: bool = True                      # write a SavedModel under <model_dir>/export/<version>/
@@ -95,6 +96,8 @@ class Config:
             if values[name] is None or (smoke and name in task.smoke):
                 values[name] = value
         values["model"] = values["model"] or task.default_model
+        values["lr_schedule"] = values["lr_schedule"] or "constant"
+        values["warmup_steps"] = 0 if values["warmup_steps"] is None else values["warmup_steps"]
         values["steps_per_loop"] = str(values["steps_per_loop"])
         values["checkpoint_every"] = values["checkpoint_every"] or values["eval_every"]
         values["data"] = values["data"] or task.default_data
@@ -126,6 +129,11 @@ class Config:
                               "DataParallel over every JAX device; leave --strategy at auto")
         if self.jit_compile not in JIT_CHOICES:
             raise ConfigError(f"--jit_compile: {self.jit_compile!r} is not one of {', '.join(JIT_CHOICES)}")
+        if self.model_parallel is None or self.model_parallel < 1:
+            raise ConfigError(f"--model_parallel must be a positive integer, got {self.model_parallel}")
+        if self.model_parallel > 1 and self.backend != "jax":
+            raise ConfigError(f"--model_parallel={self.model_parallel}: splitting a model over devices runs on the "
+                              "JAX backend (keras.distribution.ModelParallel); add --backend=jax")
         if self.backend == "jax" and self.jit_compile == "false":
             raise ConfigError("--jit_compile=false: the jax backend always compiles its loop with XLA; leave "
                               "--jit_compile at auto")

@@ -23,7 +23,7 @@ def define_data_flags():
     if "data" in flags.FLAGS:
         return
     flags.DEFINE_string("data", None, "Data source KIND:LOCATION (gs:// paths work): embedded:digits, npz:PATH, "
-                        "csv:PATH, images:DIR, 'tfrecord:GLOB', text:PATH, conll:PATH, tfds:NAME[:VERSION]. "
+                        "csv:PATH, images:DIR, 'tfrecord:GLOB', text:PATH, conll:PATH, 'corpus:GLOB', tfds:NAME[:VERSION]. "
                         "Default: the task's own.")
     flags.DEFINE_string("data_dir", None, "TFDS data_dir for tfds: sources (default ~/tensorflow_datasets).")
     flags.DEFINE_boolean("download", False, "tfds: allow TFDS to download and prepare a missing dataset (needs "
@@ -43,6 +43,9 @@ def define_data_flags():
     flags.DEFINE_string("value_column", None, "csv: the time series' values to forecast.")
     flags.DEFINE_integer("window", None, "Forecasting: past values per example. Default: per task (24).")
     flags.DEFINE_integer("horizon", None, "Forecasting: future values predicted per example. Default: 1.")
+    flags.DEFINE_integer("sequence_length", None, "Text tasks: tokens per example (pad/truncate). Default: the "
+                         "95th percentile of training lengths, rounded up to a multiple of 8; language_model: "
+                         "characters of context per window (64).")
 
 
 def load_options_from_flags(flag_values=flags.FLAGS):
@@ -65,8 +68,6 @@ def define_flags():
                          "e.g. 12 for monthly data. Default: per task (12).")
     flags.DEFINE_integer("vocab_size", 20000, "Text tasks: vocabulary size (the most frequent training words, "
                          "counting padding and unknown).")
-    flags.DEFINE_integer("sequence_length", None, "Text tasks: tokens per example (pad/truncate). Default: the "
-                         "95th percentile of training lengths, rounded up to a multiple of 8.")
     flags.DEFINE_string("user_column", None, "Recommendation: the user id column. Default: per task (user_id).")
     flags.DEFINE_string("item_column", None, "Recommendation: the item id column. Default: per task (item_id).")
     flags.DEFINE_string("cache", "memory", "Cache decoded training examples: memory, none, or a file path prefix.")
@@ -86,6 +87,10 @@ def define_flags():
                       "and tfapp's jitted multi-step loop under keras.distribution.DataParallel over all JAX devices "
                       "of all processes (free Colab TPUs, whose TensorFlow has no TPU runtime; TPU pods); always XLA; "
                       "checkpoints, resume, signals and --on_nan as on tensorflow; the pipeline stays tf.data.")
+    flags.DEFINE_integer("model_parallel", 1, "--backend=jax: split each model over M devices (model parallelism: "
+                         "keras.distribution.ModelParallel on a (devices/M, M) mesh; the task's layout rules, e.g. "
+                         "Megatron-style for the transformer, else every kernel whose last dimension divides by M); "
+                         "the global batch is split over the devices/M groups.")
     flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for --strategy=tpu|auto; default: the local TPU.")
     flags.DEFINE_integer("num_cpu_devices", None, "Split the CPU into N logical devices (to run Mirrored on a "
                          "CPU-only machine).")
@@ -107,10 +112,11 @@ def define_flags():
     flags.DEFINE_enum("mixed_precision", "none", list(config_lib.PRECISIONS),
                       "Compute dtype: none (float32), bfloat16 (CPUs with AVX512-BF16/AMX, TPUs), float16 (GPUs; "
                       "adds dynamic loss scaling). Variables stay float32.")
-    flags.DEFINE_enum("lr_schedule", "constant", list(config_lib.LR_SCHEDULES),
+    flags.DEFINE_enum("lr_schedule", None, list(config_lib.LR_SCHEDULES),
                       "Learning-rate schedule: constant, or cosine decay to 0 over --train_steps after "
-                      "--warmup_steps of linear warmup.")
-    flags.DEFINE_integer("warmup_steps", 0, "Linear warmup steps for --lr_schedule=cosine.")
+                      "--warmup_steps of linear warmup. Default: per task (constant; language_model: cosine).")
+    flags.DEFINE_integer("warmup_steps", None, "Linear warmup steps for --lr_schedule=cosine. Default: per task "
+                         "(0; language_model: 100).")
     flags.DEFINE_integer("early_stopping_patience", 0, "Stop after N evaluations without improvement of the "
                          "task's main metric (Keras EarlyStopping); 0 = off.")
     flags.DEFINE_float("target_metric", None, "A value of the task's main eval metric (e.g. 0.97 accuracy, or an "

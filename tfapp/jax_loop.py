@@ -72,12 +72,16 @@ class JaxTrainer:
                                      for m in self._train_metric_objects]
         self._fresh_eval_metrics = [[jax.device_put(v.value, replicated) for v in m.variables]
                                     for m in self._eval_metric_objects]
-        self._train_steps = jax.jit(self._steps_fn, donate_argnums=(0,))
-        self._train_step = jax.jit(self._indexed_step, donate_argnums=(0,))
-        self._eval_chunk = jax.jit(self._eval_chunk_fn)
-        self._eval_batch = jax.jit(self._eval_batch_fn)
         self._state = None
         self.reload_state()
+        # Results keep the shardings of the arguments (GSPMD may otherwise choose others for sharded weights, and
+        # the next call would compile again).
+        shardings = jax.tree.map(lambda value: value.sharding, (self._state, self._fresh_train_metrics))
+        eval_shardings = jax.tree.map(lambda value: value.sharding, self._fresh_eval_metrics)
+        self._train_steps = jax.jit(self._steps_fn, donate_argnums=(0,), out_shardings=shardings)
+        self._train_step = jax.jit(self._indexed_step, donate_argnums=(0,), out_shardings=shardings)
+        self._eval_chunk = jax.jit(self._eval_chunk_fn, out_shardings=eval_shardings)
+        self._eval_batch = jax.jit(self._eval_batch_fn, out_shardings=eval_shardings)
         self._current = self._next = None
         self._position = 0
         self._eval_source = self._eval_iterator = self._eval_chunks = None

@@ -49,7 +49,7 @@ def prepare(config):
     with run.timed(startup, "strategy_s"):
         jax_mesh.initialize()
         try:
-            devices = jax_mesh.get_devices(config.batch_size)
+            devices = jax_mesh.get_devices(config.batch_size, config.model_parallel, task.layout_rules)
         except ValueError as error:
             raise ConfigError(str(error)) from None
     model_dir, resuming = run.resolve_run_dir(config)
@@ -155,6 +155,23 @@ def step_flops_and_peak(experiment, trainer, device, compute_dtype):
     per_device = flops.peak_flops_per_second(compute_dtype, device_key=f"jax|{device}", measure=_measure_peak)
     devices = experiment.strategy.devices
     return _step_flops(experiment, trainer), per_device * (1 if devices[0].platform == "cpu" else len(devices))
+
+
+def sharding_report(experiment):
+    """report.json["model_parallel"] of a --model_parallel run: the mesh, which model variables are split, and the
+    parameter and optimizer bytes on one device against their whole size; None without model parallelism."""
+    devices = experiment.strategy
+    if devices.model_parallel == 1:
+        return None
+    model_variables, optimizer_variables = experiment.model.variables, experiment.optimizer.variables
+    first = devices.devices[0]
+    return {"mesh": {"batch": devices.num_replicas_in_sync, "model": devices.model_parallel},
+            "sharded_variables": [v.path for v in model_variables
+                                  if "model" in devices.distribution.axes(v.path, tuple(v.shape))],
+            "parameter_bytes": sum(v.value.nbytes for v in model_variables),
+            "parameter_bytes_per_device": jax_mesh.bytes_per_device([v.value for v in model_variables], first),
+            "optimizer_bytes": sum(v.value.nbytes for v in optimizer_variables),
+            "optimizer_bytes_per_device": jax_mesh.bytes_per_device([v.value for v in optimizer_variables], first)}
 
 
 def export(model_dir):

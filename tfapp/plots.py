@@ -22,17 +22,19 @@ def figure(width, height, columns=1):
     return fig, (list(axes) if columns > 1 else axes)
 
 
-def plot_curves(series, main_metric, path, title):
+def plot_curves(series, main_metric, path, title, x_axis=("optimizer step", 1)):
     """Two panels (loss; main metric), train and eval lines each, written to `path` through tf.io.gfile.
-    `series(split, metric)` -> [(step, value), …] (e.g. `RunLog.series`)."""
+    `series(split, metric)` -> [(step, value), …] (e.g. `RunLog.series`); `x_axis`: (label, units per step), e.g.
+    ("characters seen", batch × sequence length) for a language model."""
+    label, per_step = x_axis
     fig, axes = figure(11, 4.2, columns=2)
     for axis, metric in zip(axes, ("loss", main_metric)):
         for split, style in (("train", dict(alpha=0.7)), ("eval", dict(marker="o", markersize=3))):
             points = series(split, metric)
             if points:
                 steps, values = zip(*points)
-                axis.plot(steps, values, label=split, **style)
-        axis.set_xlabel("optimizer step")
+                axis.plot([step * per_step for step in steps], values, label=split, **style)
+        axis.set_xlabel(label)
         axis.set_ylabel(metric)
         axis.set_title(metric)
         axis.grid(alpha=0.3)
@@ -42,12 +44,12 @@ def plot_curves(series, main_metric, path, title):
     save_figure(fig, path)
 
 
-def start_curves(series, main_metric, path, title):
+def start_curves(series, main_metric, path, title, x_axis=("optimizer step", 1)):
     """plot_curves in a background thread (over a snapshot of the rows); `.join()` the returned thread before
     relying on the file. An error is re-raised by `join_curves`."""
     rows = {(split, metric): series(split, metric) for split in ("train", "eval") for metric in ("loss", main_metric)}
     thread = threading.Thread(target=_plot_recording_error, daemon=True,
-                              args=(lambda split, metric: rows[(split, metric)], main_metric, path, title))
+                              args=(lambda split, metric: rows[(split, metric)], main_metric, path, title, x_axis))
     thread.errors = []
     thread.start()
     return thread

@@ -308,7 +308,9 @@ def train(experiment, start_time=None, callbacks=()):
                     "model_dir": config.model_dir, "task": task.name}
         # curves.png is drawn in a background thread while the export is written
         curves = plots.start_curves(run_log.series, task.main_metric, report.join(write_dir, "curves.png"),
-                                    title=f"{task.name} / {config.model} — {strategies.describe(experiment.strategy)}")
+                                    title=f"{task.name} / {config.model} — {strategies.describe(experiment.strategy)}",
+                                    x_axis=task.x_axis(experiment.source.spec, config) if task.x_axis else
+                                    ("optimizer step", 1))
         extra_metrics(experiment, outcome)
         export_path = tflite = None
         if config.export and experiment.engine == "jax":
@@ -329,6 +331,9 @@ def train(experiment, start_time=None, callbacks=()):
                                   wall_time=time.time() - start_time, flops_per_step=flops_per_step, peak=peak)
     content["tflite"] = tflite  # path of model.tflite, "not written: why", or None without --tflite
     content["startup"] = startup  # seconds: where the time to the first step went
+    if experiment.engine == "jax":
+        from tfapp import jax_run
+        content["model_parallel"] = jax_run.sharding_report(experiment)
     report.write_json(report.join(write_dir, "report.json"), content)
     if not experiment.is_chief:
         shutil.rmtree(write_dir, ignore_errors=True)

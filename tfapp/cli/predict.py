@@ -3,6 +3,7 @@
     tfapp-predict --export_dir=runs/regression-…/export/1 --input=new_house.csv
     tfapp-predict --export_dir=runs/image_folder-…/export/1 --input=cat.jpg,dog.png
     tfapp-predict --export_dir=runs/digits-…/export/1 --input=batch.npz      # array "x" (or the only array)
+    tfapp-predict --export_dir=runs/language_model-…/export/1 --prompt="ROMEO:" --max_new_tokens=200 --temperature=0.8
 
 Needs only TensorFlow: the signature's inputs say what to feed. CSV: one column per signature input (extra
 columns, such as the label, are ignored); image files: their encoded bytes; npz: the array as float32.
@@ -29,6 +30,11 @@ def define_flags():
     flags.DEFINE_string("export_dir", None, "SavedModel directory (an export/<version>/ folder).")
     flags.DEFINE_string("input", None, "A .csv, .npz or image file; several image files separated by commas.")
     flags.DEFINE_string("signature", "serving_default", "Signature to call.")
+    flags.DEFINE_string("prompt", None, "Language models: text to continue with the export's `generate` signature "
+                        "(instead of --input); prints the prompt and the generated text.")
+    flags.DEFINE_integer("max_new_tokens", 200, "--prompt: characters to generate.")
+    flags.DEFINE_float("temperature", 0.8, "--prompt: sampling temperature (lower: more likely characters).")
+    flags.DEFINE_integer("seed", 0, "--prompt: sampling seed; the same seed gives the same text.")
 
 
 def _csv_inputs(path, specs):
@@ -77,13 +83,28 @@ def predict(export_dir, path, signature="serving_default"):
     return [{k: v[i] for k, v in outputs.items()} for i in range(count)]
 
 
+def generate(export_dir, prompt, max_new_tokens, temperature, seed):
+    """The prompt and the text the export's `generate` signature samples after it."""
+    loaded = tf.saved_model.load(export_dir)
+    if "generate" not in loaded.signatures:
+        raise ValueError(f"--prompt: {export_dir} has no generate signature (language_model exports have one)")
+    if max_new_tokens < 0 or not temperature > 0:
+        raise ValueError(f"--max_new_tokens must be >= 0 and --temperature > 0, got {max_new_tokens}, {temperature}")
+    out = loaded.signatures["generate"](prompt=tf.constant(prompt), max_new_tokens=tf.constant(max_new_tokens),
+                                        temperature=tf.constant(temperature, tf.float32), seed=tf.constant(seed))
+    return out["text"].numpy().decode("utf-8")
+
+
 def main(argv):
     del argv
     try:
-        if not FLAGS.export_dir or not FLAGS.input:
-            raise ValueError("--export_dir and --input are required")
+        if not FLAGS.export_dir or not (FLAGS.input or FLAGS.prompt is not None):
+            raise ValueError("--export_dir and --input (or --prompt) are required")
         if not tf.io.gfile.exists(os.path.join(FLAGS.export_dir, "saved_model.pb")):
             raise ValueError(f"--export_dir={FLAGS.export_dir}: no saved_model.pb there")
+        if FLAGS.prompt is not None:
+            print(generate(FLAGS.export_dir, FLAGS.prompt, FLAGS.max_new_tokens, FLAGS.temperature, FLAGS.seed))
+            return 0
         for p in FLAGS.input.split(","):
             if not tf.io.gfile.exists(p):
                 raise ValueError(f"--input: {p}: no such file")

@@ -2,7 +2,7 @@
 
     python -c "from tfapp import tasks; print(sorted(tasks.TASKS))"
 """
-from tfapp.tasks import digits, forecasting, images, ner, recommendation, signals, tabular, text
+from tfapp.tasks import digits, forecasting, images, language_model, ner, recommendation, signals, tabular, text
 from tfapp.tasks.task import Task
 
 TASKS = {
@@ -16,6 +16,7 @@ TASKS = {
     "token_classification": ner.TASK,
     "forecasting": forecasting.TASK,
     "recommendation": recommendation.TASK,
+    "language_model": language_model.TASK,
 }
 
 

@@ -34,6 +34,11 @@ class Task:
     # A model trained for another objective (two-tower retrieval next to rating prediction): --model name ->
     # the Task fields it replaces (loss, metrics, main_metric, preprocess_for, …). See `for_model`.
     variants: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    # --model_parallel on JAX: {regex on variable paths: axis per dimension ("model" or None)}, tried before the
+    # generic rule of strategies.jax_mesh.ShardedKernels.
+    layout_rules: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
+    # curves.png's x axis: (spec, config) -> (label, units per optimizer step); None: optimizer steps.
+    x_axis: Optional[Callable] = None
 
     @property
     def default_model(self):
