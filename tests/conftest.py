@@ -21,6 +21,26 @@ def run_cli(args, module="tfapp.cli.train", timeout=300, env=None):
                           timeout=timeout, env=full_env)
 
 
+def start_cli(args, module="tfapp.cli.train", env=None):
+    """`python -m module args…` started in the background (a Popen with text pipes), for tests that signal it."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(model_dir, process, timeout=120):
+    """Returns once model_dir holds a checkpoint; fails if `process` ended first or after `timeout` seconds."""
+    import time
+    from tfapp import checkpoints
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if checkpoints.latest(str(model_dir)):
+            return
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint appeared")
+
+
 SERVE_CODE = """
 import json, sys
 import numpy as np

@@ -3,15 +3,13 @@ writes, --deterministic, --noresume, unwritable or full model_dir."""
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import REPO, read_report, run_cli
+from tests.conftest import read_report, run_cli, start_cli, wait_for_checkpoint
 from tfapp import checkpoints, host_loop, run
 from tfapp import config as config_lib
 
@@ -20,19 +18,7 @@ COMMON = ["--model=mlp", "--train_steps=600", "--eval_every=100", "--checkpoint_
 
 
 def _start(model_dir, extra=()):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen([sys.executable, "-m", "tfapp.cli.train", f"--model_dir={model_dir}", *COMMON, *extra],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_checkpoint(model_dir, process, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if checkpoints.latest(str(model_dir)):
-            return
-        assert process.poll() is None, process.communicate()[1][-2000:]
-        time.sleep(0.02)
-    raise AssertionError("no checkpoint appeared")
+    return start_cli([f"--model_dir={model_dir}", *COMMON, *extra])
 
 
 def _final_variables(model_dir):
@@ -55,7 +41,7 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path, extra):
     assert straight.returncode == 0, straight.stderr[-2000:]
     killed_dir = tmp_path / "killed"
     process = _start(killed_dir, extra)
-    _wait_for_checkpoint(killed_dir, process)
+    wait_for_checkpoint(killed_dir, process)
     time.sleep(random.Random(0).uniform(0.05, 0.5))  # a pseudo-random step after the first checkpoint
     process.send_signal(signal.SIGKILL)
     process.communicate()
@@ -79,7 +65,7 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path, extra):
 def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path, signal_name):
     model_dir = tmp_path / "run"
     process = _start(model_dir)
-    _wait_for_checkpoint(model_dir, process)
+    wait_for_checkpoint(model_dir, process)
     process.send_signal(getattr(signal, signal_name))
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr[-2000:]

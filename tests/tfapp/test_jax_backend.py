@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import pipelines
-from tests.conftest import REPO, read_report, serve_in_clean_process
+from tests.conftest import REPO, read_report, serve_in_clean_process, start_cli, wait_for_checkpoint
 from tfapp import checkpoints, jax_checkpoints, run, tasks
 from tfapp import config as config_lib
 from tfapp.cli import export as export_cli
@@ -90,19 +90,7 @@ def test_missing_jax_is_a_one_line_error(monkeypatch):
 
 
 def _start(model_dir, extra=()):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen([sys.executable, "-m", "tfapp.cli.train", f"--model_dir={model_dir}", *FAULTS, *extra],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for_checkpoint(model_dir, process, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if checkpoints.latest(str(model_dir)):
-            return
-        assert process.poll() is None, process.communicate()[1][-2000:]
-        time.sleep(0.02)
-    raise AssertionError("no checkpoint appeared")
+    return start_cli([f"--model_dir={model_dir}", *FAULTS, *extra])
 
 
 # digits/cnn: Dropout's seed-generator state must survive the kill too.
@@ -111,7 +99,7 @@ def test_kill_9_then_resume_equals_uninterrupted_run_on_jax(tmp_path, cli):
     assert straight.returncode == 0, straight.stderr[-2000:]
     killed_dir = tmp_path / "killed"
     process = _start(killed_dir)
-    _wait_for_checkpoint(killed_dir, process)
+    wait_for_checkpoint(killed_dir, process)
     time.sleep(random.Random(0).uniform(0.05, 0.5))  # a pseudo-random step after the first checkpoint
     process.send_signal(signal.SIGKILL)
     process.communicate()
@@ -133,7 +121,7 @@ def test_kill_9_then_resume_equals_uninterrupted_run_on_jax(tmp_path, cli):
 def test_sigterm_checkpoints_and_resumes_on_jax(tmp_path, cli):
     model_dir = tmp_path / "run"
     process = _start(model_dir, ["--train_steps=100000"])
-    _wait_for_checkpoint(model_dir, process)
+    wait_for_checkpoint(model_dir, process)
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr[-2000:]
