@@ -41,6 +41,21 @@ def wait_for_checkpoint(model_dir, process, timeout=120):
     raise AssertionError("no checkpoint appeared")
 
 
+def last_lines(processes, timeout=240):
+    """Waits for every process (each must exit 0) and returns the last stdout line of each; kills them all on the
+    way out, whatever happened."""
+    lines = []
+    try:
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=timeout)
+            assert process.returncode == 0, stderr[-3000:]
+            lines.append(stdout.strip().splitlines()[-1])
+    finally:
+        for process in processes:
+            process.kill()
+    return lines
+
+
 SERVE_CODE = """
 import json, sys
 import numpy as np

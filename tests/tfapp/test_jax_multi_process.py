@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, read_report
+from tests.conftest import REPO, last_lines, read_report
 from tfapp import checkpoints
 
 pytest.importorskip("jax")
@@ -36,15 +36,7 @@ def _start(model_dir, extra, heartbeat="30"):
 def test_two_jax_processes_train_together_and_only_process_0_writes(tmp_path):
     model_dir = str(tmp_path / "run")
     processes = _start(model_dir, ["--model=mlp", "--train_steps=60", "--eval_every=30", "--noexport"])
-    outputs = []
-    try:
-        for process in processes:
-            stdout, stderr = process.communicate(timeout=240)
-            assert process.returncode == 0, stderr[-3000:]
-            outputs.append(stdout.strip().splitlines()[-1])
-    finally:
-        for process in processes:
-            process.kill()
+    outputs = last_lines(processes)
     # The eval metrics are computed on the global (both processes') batches: identical on both.
     assert outputs[0].split("|")[0] == outputs[1].split("|")[0]
     report = read_report(model_dir)

@@ -5,7 +5,7 @@ import socket
 import subprocess
 import sys
 
-from tests.conftest import REPO, read_report
+from tests.conftest import REPO, last_lines, read_report
 
 
 def _free_port():
@@ -31,15 +31,7 @@ def test_two_workers_report_the_same_final_loss(tmp_path):
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
     model_dir = str(tmp_path / "run")
     processes = _start_workers(model_dir, workers, ["--smoke"])
-    outputs = []
-    try:
-        for process in processes:
-            stdout, stderr = process.communicate(timeout=240)
-            assert process.returncode == 0, stderr[-3000:]
-            outputs.append(stdout.strip().splitlines()[-1])
-    finally:
-        for process in processes:
-            process.kill()
+    outputs = last_lines(processes)
     # Summary lines carry the eval loss reduced over both workers: identical on both.
     assert outputs[0].split("|")[0] == outputs[1].split("|")[0]
     report = read_report(model_dir)  # written by the chief (worker 0) only
