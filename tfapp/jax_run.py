@@ -24,19 +24,17 @@ import numpy as np
 import tensorflow as tf  # tf.data only: the model runs on JAX
 
 import pipelines
+from pipelines import batching
 from strategies import jax_mesh
 from tfapp import checkpoints, flops, jax_checkpoints, jax_loop
 from tfapp import run
 from tfapp.config import ConfigError
 
-MAX_BLOCK = 64  # batches per block put on the devices at once …
-BLOCK_BYTES = 32 << 20  # … and at most ~32 MiB of them
-
-
 def block_size(element_spec):
-    """Batches per block for batches of `element_spec`: up to MAX_BLOCK within BLOCK_BYTES."""
+    """Batches per block for batches of `element_spec`: the limits of the in-memory blocks
+    (`pipelines.batching.MAX_BLOCK` batches, `BLOCK_BYTES`), for batches that come from any source."""
     batch_bytes = sum(spec.dtype.size * int(np.prod(spec.shape)) for spec in tf.nest.flatten(element_spec))
-    return int(max(1, min(MAX_BLOCK, BLOCK_BYTES // max(1, batch_bytes))))
+    return int(max(1, min(batching.MAX_BLOCK, batching.BLOCK_BYTES // max(1, batch_bytes))))
 
 
 def prepare(config):
