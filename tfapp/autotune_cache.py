@@ -43,6 +43,7 @@ def key(experiment, device, jit_candidates, steps_per_loop):
             "jax": _version("jax"), "task": config.task, "model": config.model, "batch_spec": batch_spec,
             "batch_size": config.batch_size, "strategy": type(experiment.strategy).__name__,
             "replicas": experiment.strategy.num_replicas_in_sync, "precision": config.mixed_precision,
+            "optimizer": config.optimizer,
             "model_parallel": getattr(config, "model_parallel", 1),
             "block": experiment.block, "jit_candidates": [str(j) for j in jit_candidates],
             "steps_per_loop": steps_per_loop or list(autotune.STEPS_PER_LOOP_CANDIDATES),

@@ -25,8 +25,9 @@ CONFIG_FILE = "config.json"
 JAX_STATE_FILE = "checkpoint.json"  # names the latest checkpoint of a --backend=jax run (tfapp.jax_checkpoints)
 MIN_FREE_BYTES = 50 * 2**20  # refuse to start with less free space than this in a local model_dir
 # Settings a resumed run must share with the run that wrote the checkpoint.
-RESUME_KEYS = ("task", "model", "data", "batch_size", "seed", "mixed_precision", "test_fraction", "backend")
-RESUME_DEFAULTS = {"backend": "tensorflow"}  # what a config.json written before the key existed meant
+RESUME_KEYS = ("task", "model", "data", "batch_size", "seed", "mixed_precision", "test_fraction", "backend",
+               "optimizer")
+RESUME_DEFAULTS = {"backend": "tensorflow", "optimizer": "adam"}  # what a config.json written before the key meant
 
 
 def directory(model_dir):

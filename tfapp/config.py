@@ -17,6 +17,7 @@ STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu"
 JIT_CHOICES = ("auto", "true", "false", "block")
 PRECISIONS = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}  # flag -> Keras policy
 LR_SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("adam", "muon")
 BACKENDS = ("tensorflow", "jax")
 AUTOTUNE_CHOICES = ("cache", "measure")
 
@@ -59,7 +60,8 @@ class Config:
     on_nan: str = "stop"                     # stop | restore (reload last checkpoint, halve the learning rate)
     max_nan_retries: int = 3                 # restores before --on_nan=restore gives up
     deterministic: bool = False              # op determinism on; XLA off unless asked for
-    learning_rate: Optional[float] = None    # Adam learning rate
+    learning_rate: Optional[float] = None    # peak learning rate of the optimizer
+    optimizer: Optional[str] = None          # adam | muon (orthogonalized momentum on 2-D kernels); per task (adam)
     seed: int = 0
     strategy: str = "auto"
     backend: str = "tensorflow"              # tensorflow (tf.distribute, tfapp.loop) | jax (tfapp.jax_loop)
@@ -97,6 +99,7 @@ class Config:
                 values[name] = value
         values["model"] = values["model"] or task.default_model
         values["lr_schedule"] = values["lr_schedule"] or "constant"
+        values["optimizer"] = values["optimizer"] or "adam"
         values["warmup_steps"] = 0 if values["warmup_steps"] is None else values["warmup_steps"]
         values["steps_per_loop"] = str(values["steps_per_loop"])
         values["checkpoint_every"] = values["checkpoint_every"] or values["eval_every"]
@@ -146,6 +149,8 @@ class Config:
             raise ConfigError(f"--mixed_precision: {self.mixed_precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.on_nan not in ("stop", "restore"):
             raise ConfigError(f"--on_nan: {self.on_nan!r} is not one of stop, restore")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"--optimizer: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"--lr_schedule: {self.lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
         for name in ("warmup_steps", "early_stopping_patience", "max_nan_retries"):

@@ -75,7 +75,7 @@ def prepare(config):
     eval_steps = pipelines.eval_steps(source.num_examples["test"], config.batch_size, context.num_input_pipelines)
     with run.timed(startup, "model_build_s"):
         model = run.build_model(config, task, source.spec)
-        optimizer = run.build_optimizer(config)
+        optimizer = run.build_optimizer(config, model)
         optimizer.build(model.trainable_variables)
     resumed_from = checkpoints.latest(model_dir) if resuming else None
     if resumed_from:

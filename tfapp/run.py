@@ -11,6 +11,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import re
 import shutil
 import sys
 import tempfile
@@ -66,15 +67,27 @@ def check_jit_compile(choice, strategy):
                           "device")
 
 
-def build_optimizer(config):
-    """Adam with the configured schedule; wrapped for dynamic loss scaling under float16."""
-    learning_rate = config.learning_rate
-    if config.lr_schedule == "cosine":
-        warmup = min(config.warmup_steps, config.train_steps - 1)
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else config.learning_rate, decay_steps=config.train_steps - warmup,
-            warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
-    optimizer = keras.optimizers.Adam(learning_rate)
+def learning_rate_schedule(config):
+    """--learning_rate, constant or with --warmup_steps of linear warm-up then cosine decay to 0."""
+    if config.lr_schedule != "cosine":
+        return config.learning_rate
+    warmup = min(config.warmup_steps, config.train_steps - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup else config.learning_rate, decay_steps=config.train_steps - warmup,
+        warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+
+
+def build_optimizer(config, model=None):
+    """Adam or Muon with the configured schedule; wrapped for dynamic loss scaling under float16. Muon
+    orthogonalizes the momentum of 2-D kernels; embeddings, other shapes and the output layer of `model` (its last
+    layer, as Muon's authors advise) take its Adam step (beta_2 0.99, nanoGPT's choice for small batches)."""
+    learning_rate = learning_rate_schedule(config)
+    if config.optimizer == "muon":
+        output_layer = [f"^{re.escape(model.layers[-1].name)}/"] if model is not None else []
+        optimizer = keras.optimizers.Muon(learning_rate, adam_beta_2=0.99, weight_decay=0.0, adam_weight_decay=0.0,
+                                          exclude_layers=output_layer)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate)
     if config.mixed_precision == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -166,7 +179,7 @@ def prepare(config):
                                       contexts[0].num_input_pipelines)
     with timed(startup, "model_build_s"), strategy.scope():
         model = build_model(config, task, source.spec)
-        optimizer = build_optimizer(config)
+        optimizer = build_optimizer(config, model)
         optimizer.build(model.trainable_variables)
     resumed_from = checkpoints.latest(model_dir) if resuming else None
     if resumed_from:

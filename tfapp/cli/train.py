@@ -14,7 +14,7 @@ START_TIME = time.time()
 if "--backend=jax" in sys.argv[1:] or "--backend" in sys.argv[1:-1] and \
         sys.argv[sys.argv.index("--backend") + 1] == "jax":
     os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported; a --flagfile's is re-executed
-from tfapp.cli import tf_logs  # noqa: E402
+from tfapp.cli import leave, tf_logs  # noqa: E402
 
 tf_logs.quiet()  # TensorFlow's C++ start-up notices stay out of the run log (--verbose shows them)
 
@@ -113,7 +113,7 @@ def main(argv):
 
 def run():
     tfapp_flags.define_flags()
-    app.run(main)
+    leave.run(main)  # absl's app.run, then an exit without the seconds of interpreter teardown
 
 
 if __name__ == "__main__":
