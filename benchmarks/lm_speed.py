@@ -59,7 +59,7 @@ def run_once(runner, directory, cache_dir):
             "mfu": round(report["mfu"], 3) if report["mfu"] else None,
             "seconds_to_1.88": report["time_to_target_s"] and round(report["time_to_target_s"], 1),
             "val_loss": round(report["final_metrics"]["loss"], 4), "wall_s": round(report["wall_time_s"], 1),
-            "choice": report["autotune"].get("choice")}
+            "first_step_s": round(report["time_to_first_step_s"], 1), "choice": report["autotune"].get("choice")}
 
 
 def run_nanogpt(directory, python, out_dir):

@@ -9,6 +9,8 @@ The peak is a bounded square-matmul measurement on the first compute device, cac
 `peak_flops.json` of the tfapp cache directory (`tfapp/local_cache.py`; delete it to re-measure).
 """
 import contextlib
+import hashlib
+import json
 import os
 import sys
 import time
@@ -18,6 +20,7 @@ import tensorflow as tf
 from tfapp import local_cache
 
 CACHE_FILE = "peak_flops.json"  # in local_cache.directory()
+STEP_CACHE_FILE = "step_flops.json"  # FLOPs per step of the models measured on this machine
 
 
 def step_flops(model, loss_fn, features_spec, labels_spec, num_replicas=1):
@@ -38,6 +41,27 @@ def step_flops(model, loss_fn, features_spec, labels_spec, num_replicas=1):
             return float(tf.compat.v1.profiler.profile(graph, options=options).total_float_ops) * num_replicas
     finally:
         logger.setLevel(level)
+
+
+def cached_step_flops(model, loss_fn, features_spec, labels_spec, num_replicas=1, cache_path=None):
+    """`step_flops`, kept in step_flops.json of the tfapp cache under the model's architecture (`to_json`), the
+    loss, the batch specs, the replicas and the TF version: the same command counts them once (tracing forward and
+    backward again costs ~1-2 s of CPU, which on 2 busy cores comes out of training). A model without a complete
+    `get_config` is counted every time."""
+    try:
+        architecture = model.to_json()
+    except (TypeError, ValueError, NotImplementedError):
+        return step_flops(model, loss_fn, features_spec, labels_spec, num_replicas)
+    described = [architecture, getattr(loss_fn, "__name__", type(loss_fn).__name__), str(features_spec),
+                 str(labels_spec), num_replicas, tf.__version__]
+    key = hashlib.sha1(json.dumps(described).encode()).hexdigest()
+    cache_path = cache_path or local_cache.path(STEP_CACHE_FILE)
+    cache = local_cache.read_json(cache_path, {})
+    cache = cache if isinstance(cache, dict) else {}
+    if not isinstance(cache.get(key), (int, float)):
+        cache[key] = step_flops(model, loss_fn, features_spec, labels_spec, num_replicas)
+        local_cache.write_json(cache_path, cache)
+    return cache[key]
 
 
 @contextlib.contextmanager

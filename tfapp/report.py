@@ -122,7 +122,7 @@ def _flops_per_step(experiment):
     features_spec, labels_spec = pipelines.train_dataset(
         experiment.source.splits["train"], task.preprocessor(experiment.source.spec), config.batch_size, config.seed,
         context, vectorized=task.vectorized_preprocess).element_spec
-    return flops.step_flops(experiment.model, task.loss(), features_spec, labels_spec, replicas)
+    return flops.cached_step_flops(experiment.model, task.loss(), features_spec, labels_spec, replicas)
 
 
 def step_flops_and_peak(experiment):

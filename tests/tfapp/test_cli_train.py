@@ -94,7 +94,8 @@ def test_existing_non_empty_model_dir_is_refused(tmp_path):
 def test_helpfull_documents_every_flag():
     out = run_cli(["--helpfull"])
     for flag in ("task", "model", "model_dir", "batch_size", "train_steps", "eval_every", "learning_rate", "seed",
-                 "strategy", "tpu", "num_cpu_devices", "steps_per_loop", "jit_compile", "flagfile", "data"):
+                 "strategy", "tpu", "num_cpu_devices", "steps_per_loop", "jit_compile", "flagfile", "data",
+                 "optimizer"):
         assert f"--{flag}" in out.stdout, flag
 
 

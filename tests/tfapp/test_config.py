@@ -34,10 +34,17 @@ def test_explicit_values_win_over_defaults_but_smoke_sizes_win_over_both():
     ({"window": 0}, "--window must be a positive integer, got 0"),
     ({"vocab_size": 2}, "--vocab_size must be >= 3"),
     ({"backend": "torch"}, "--backend: 'torch' is not one of tensorflow, jax"),
+    ({"optimizer": "sgd"}, "--optimizer: 'sgd' is not one of adam, muon"),
 ])
 def test_bad_values_name_the_flag(changes, message):
     with pytest.raises(config_lib.ConfigError, match=message):
         config_lib.Config(**changes).resolved()
+
+
+def test_the_optimizer_is_a_task_default():
+    assert config_lib.Config(task="digits").resolved().optimizer == "adam"
+    assert config_lib.Config(task="language_model").resolved().optimizer == "muon"
+    assert config_lib.Config(task="language_model", optimizer="adam").resolved().optimizer == "adam"
 
 
 def test_to_json_has_every_field():

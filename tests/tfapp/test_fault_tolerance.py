@@ -157,6 +157,8 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     assert run_cli([f"--model_dir={model_dir}", "--smoke", "--noexport"]).returncode == 0
     out = run_cli([f"--model_dir={model_dir}", "--smoke", "--noexport", "--model=mlp"])
     assert out.returncode == 2 and "cannot resume a run with other settings (--model='cnn' there" in out.stderr
+    out = run_cli([f"--model_dir={model_dir}", "--smoke", "--noexport", "--optimizer=muon"])
+    assert out.returncode == 2 and "(--optimizer='adam' there, 'muon' now)" in out.stderr
 
 
 def test_unwritable_model_dir_fails_before_training(tmp_path):

@@ -28,6 +28,19 @@ def test_mixed_precision_trains_with_float32_variables(tmp_path, precision, comp
     assert keras.config.dtype_policy().name == "float32"  # global policy restored
 
 
+def test_muon_orthogonalizes_hidden_kernels_and_leaves_the_output_layer_to_adam(tmp_path):
+    experiment = run.prepare(_config(tmp_path, optimizer="muon", train_steps=40))
+    optimizer, model = experiment.optimizer, experiment.model
+    assert isinstance(optimizer, keras.optimizers.Muon)
+    adam_step = {v.path: optimizer._should_use_adamw(v) for v in model.trainable_variables}
+    output = model.layers[-1].name
+    assert adam_step[f"{output}/kernel"] and adam_step[f"{output}/bias"]  # the output layer: Adam
+    hidden = [path for path, adam in adam_step.items() if path.endswith("kernel") and not path.startswith(output)]
+    assert hidden and not any(adam_step[path] for path in hidden)  # every hidden 2-D kernel: Muon
+    report = run.train(experiment)
+    assert report["final_metrics"]["accuracy"] > 0.8 and report["config"]["optimizer"] == "muon"
+
+
 def test_cosine_schedule_decays_to_zero(tmp_path):
     config = _config(tmp_path, lr_schedule="cosine", warmup_steps=5, train_steps=40, learning_rate=1e-2)
     run.run(config)
