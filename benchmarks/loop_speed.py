@@ -21,6 +21,7 @@ Runners:
   tfapp_mirrored2  N=32 on Mirrored over two logical CPUs
   tfapp_bf16       N=32, mixed_bfloat16: a different precision, not a like-for-like ratio
 JAX runners (their processes run with KERAS_BACKEND=jax; the same model, data and batch):
+  jax_fit          Keras `fit` with defaults (one step per call) on the JAX backend, tf.data input
   jax_fit_spe32    Keras `fit(steps_per_execution=32)` on the JAX backend, tf.data input
   jax_bare         what a JAX user writes by hand: pure-function model, hand-written Adam, one `jax.jit` of a
                    `lax.scan` over the 16 batches, put on the device once (no tf.data, no metrics)
@@ -42,7 +43,7 @@ BATCH = 128
 CHOICE = {}  # what tfapp_auto chose, reported with its speed
 PIPELINE = "batches"  # or "examples": set by --pipeline in the parent and in every child
 RUNNERS = ("fit", "fit_spe32", "hand_loop", "tfapp_n32", "tfapp_auto", "tfapp_onedevice", "tfapp_mirrored2", "tfapp_bf16",
-           "jax_fit_spe32", "jax_bare", "jax_tfapp")
+           "jax_fit", "jax_fit_spe32", "jax_bare", "jax_tfapp")
 
 
 def build_model(workload):
@@ -261,6 +262,8 @@ def time_jax_tfapp(workload, seconds):
 
 
 def child(workload, runner, seconds):
+    if runner == "jax_fit":
+        return time_fit(workload, seconds, 1)
     if runner == "jax_fit_spe32":
         return time_fit(workload, seconds, 32)
     if runner == "jax_bare":
@@ -326,7 +329,7 @@ def main():
                 summary[f"{runner}/fit"] = round(speed / medians.get("fit", float("nan")), 2)
                 summary[f"{runner}/best_fit"] = round(speed / best_fit, 2)
         if "jax_tfapp" in medians:  # the JAX engine's targets: >= 0.9x the bare loop, >= 5x Keras fit on JAX
-            for other in ("jax_bare", "jax_fit_spe32", "tfapp_auto"):
+            for other in ("jax_bare", "jax_fit", "jax_fit_spe32", "tfapp_auto"):
                 if other in medians:
                     summary[f"jax_tfapp/{other}"] = round(medians["jax_tfapp"] / medians[other], 2)
         print(json.dumps(summary), flush=True)

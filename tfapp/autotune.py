@@ -46,10 +46,12 @@ class AutotuneResult:
     steps_per_second: float = None  # the choice's median speed while measuring
     untried: list = dataclasses.field(default_factory=list)  # XLA settings the budget could not pay for
     trace_seconds: float = None  # the plain setting's first step (trace): what an XLA compile is compared with
+    budget_seconds: float = None  # what measuring could spend (FRACTION of the planned run, capped)
 
     def to_json(self):
         return {"seconds": self.seconds, "measurements": self.measurements, "untried": self.untried,
                 "steps_per_second": self.steps_per_second, "trace_seconds": self.trace_seconds,
+                "budget_seconds": self.budget_seconds,
                 "choice": {"jit_compile": self.jit_compile, "steps_per_loop": self.steps_per_loop}}
 
 
@@ -182,4 +184,4 @@ def autotune(make_trainer, iterator, jit_candidates, steps_per_loop=None, budget
     _restore(tracked, saved)
     choice = _choose(measurements)
     return AutotuneResult(trainers[choice["jit_compile"]], choice["jit_compile"], steps, measurements,
-                          time.perf_counter() - start, choice["steps_per_second"], untried, trace_seconds)
+                          time.perf_counter() - start, choice["steps_per_second"], untried, trace_seconds, budget)

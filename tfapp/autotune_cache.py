@@ -67,8 +67,12 @@ def lookup(cache_key, planned_steps, budget_seconds):
     except (KeyError, TypeError, ValueError):
         return None
     if entry.get("untried"):
+        # Measure again only for a run that could pay for what measuring skipped: the plain trace comes out of the
+        # budget before any XLA compile, and a budget within 2x of the one that skipped it is the same command on
+        # a noisy machine (its speed moves the budget by +-15%), which would otherwise measure every time.
         budget = min(budget_seconds, autotune.FRACTION * planned_steps / speed)
-        if budget >= autotune.COMPILE_FACTOR * trace:
+        skipped_at = float(entry.get("budget_seconds") or 0.0)
+        if budget >= (1 + autotune.COMPILE_FACTOR) * trace and budget > 2 * skipped_at:
             return None
     return entry
 
@@ -77,6 +81,7 @@ def store(cache_key, result):
     """Writes an autotune.AutotuneResult as the entry for `cache_key`; returns the entry."""
     entry = {"key": cache_key, "choice": {"jit_compile": result.jit_compile, "steps_per_loop": result.steps_per_loop},
              "steps_per_second": result.steps_per_second, "trace_seconds": result.trace_seconds,
+             "budget_seconds": result.budget_seconds,
              "untried": [str(j) for j in result.untried], "measurements": result.measurements,
              "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "stale": False}
     local_cache.write_json(file_for(cache_key), entry)

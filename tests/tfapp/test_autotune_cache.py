@@ -32,7 +32,10 @@ def test_measuring_leaves_no_trace(tmp_path, cache_dir, monkeypatch):
     given the same choice without measuring ends: weights, optimizer, Dropout's RNG and data order untouched."""
     monkeypatch.setattr(autotune, "FRACTION", 100.0)
     monkeypatch.setattr(autotune, "COMPILE_FACTOR", 0.0)
-    measured, measured_weights = _run(tmp_path, "measured", autotune_seconds=8.0)  # pays for both XLA compiles
+    one_round = autotune._round_robin  # a budget that pays for both XLA compiles on any CPU, one timed round
+    monkeypatch.setattr(autotune, "_round_robin", lambda trainers, iterator, steps, deadline: one_round(
+        trainers, iterator, steps, deadline=0.0))
+    measured, measured_weights = _run(tmp_path, "measured", autotune_seconds=600.0)
     record = measured["autotune"]
     assert record["source"] == "measured" and record["untried"] == []
     assert {str(m["jit_compile"]) for m in record["measurements"]} == {"False", "True", "block"}
@@ -86,7 +89,13 @@ def test_an_entry_that_left_xla_untried_is_measured_again_by_a_run_that_can_pay_
     local_cache.write_json(autotune_cache.file_for(key), {**entry, "key": key, "choice": {
         "jit_compile": False, "steps_per_loop": 16}})
     assert autotune_cache.lookup(key, planned_steps=100, budget_seconds=3.0) is not None   # 0.1 s of budget
-    assert autotune_cache.lookup(key, planned_steps=100_000, budget_seconds=3.0) is None   # 3 s >= 3 x 0.5 s
+    assert autotune_cache.lookup(key, planned_steps=100_000, budget_seconds=3.0) is None   # 3 s >= 0.5 s + 3 x 0.5 s
+    assert autotune_cache.lookup(key, planned_steps=1_800, budget_seconds=3.0) is not None  # 1.8 s < 2 s
+    # The same command again: a budget within 2x of the one that left XLA untried reuses the entry
+    local_cache.write_json(autotune_cache.file_for(key), {**entry, "key": key, "budget_seconds": 2.5, "choice": {
+        "jit_compile": False, "steps_per_loop": 16}})
+    assert autotune_cache.lookup(key, planned_steps=100_000, budget_seconds=3.0) is not None
+    assert autotune_cache.lookup(key, planned_steps=100_000, budget_seconds=6.0) is None
 
 
 def test_cache_writes_are_atomic_files(tmp_path):
