@@ -68,6 +68,7 @@ def test_gpt_learns_beats_the_unigram_baseline_and_the_export_generates(tmp_path
     assert read_report(config.model_dir)["main_metric"] == "loss"
 
 
+@pytest.mark.slow  # 105 s on the AVX2 CPU; the JAX engine's default tests run digits
 def test_language_model_on_jax_exports_and_tfapp_predict_generates(tmp_path, cli):
     pytest.importorskip("jax")
     model_dir = tmp_path / "run"

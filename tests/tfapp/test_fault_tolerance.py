@@ -34,7 +34,8 @@ def _metrics(model_dir):
 
 
 # digits/cnn: its Dropout masks come from a Keras seed generator whose state must survive the kill too.
-@pytest.mark.parametrize("extra", [["--model=cnn"], ["--model=cnn", "--strategy=mirrored", "--num_cpu_devices=2"]],
+@pytest.mark.parametrize("extra", [["--model=cnn"], pytest.param(
+    ["--model=cnn", "--strategy=mirrored", "--num_cpu_devices=2"], marks=pytest.mark.slow)],  # 122 s on AVX2
                          ids=["default", "mirrored2"])
 def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path, extra):
     straight = run_cli([f"--model_dir={tmp_path / 'straight'}", *COMMON, *extra])

@@ -47,6 +47,7 @@ def test_two_jax_processes_train_together_and_only_process_0_writes(tmp_path):
                                              "report.json", "tensorboard"]
 
 
+@pytest.mark.slow  # 52 s on the AVX2 CPU; two processes training together stay in the default run
 def test_a_killed_jax_process_ends_the_other_with_one_line_and_both_resume(tmp_path):
     model_dir = str(tmp_path / "run")
     first, second = _start(model_dir, ["--model=mlp", "--train_steps=1000000", "--checkpoint_every=50",

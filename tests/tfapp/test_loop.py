@@ -68,7 +68,9 @@ def _two_xla_steps(task_name, model_name, data, options, source=None):
     return source
 
 
-@pytest.mark.parametrize("task_name", sorted(tasks.TASKS))
+# language_model: 127 s on the AVX2 CPU (Muon's XLA compile); `pytest -m slow` runs it
+@pytest.mark.parametrize("task_name", [pytest.param(name, marks=pytest.mark.slow) if name == "language_model" else name
+                                       for name in sorted(tasks.TASKS)])
 def test_every_task_step_compiles_with_xla_and_static_shapes(task_name, tmp_path):
     """What TPUStrategy needs, checked on the CPU: each model's train step compiles with jit_compile=True."""
     data, options = fixtures.task_data(task_name, tmp_path)

@@ -5,6 +5,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO, last_lines, read_report
 
 
@@ -40,6 +42,7 @@ def test_two_workers_report_the_same_final_loss(tmp_path):
     assert f"test loss {report['final_metrics']['loss']:.4f}" in outputs[0]
 
 
+@pytest.mark.slow  # 55 s on the AVX2 CPU; two workers training together stay in the default run
 def test_a_killed_worker_ends_the_other_with_a_clear_error_and_both_resume(tmp_path):
     import time
     from tfapp import checkpoints
