@@ -89,15 +89,11 @@ class CausalSelfAttention(keras.layers.Layer):
     blocks), so Muon can orthogonalize each projection; the variable paths (`…/query/kernel`, …) are those of
     keras.layers.MultiHeadAttention, which the model-parallel layout rules match."""
 
-    def __init__(self, heads, width, use_bias=True, init_std=None, output_init_std=None, **kwargs):
+    def __init__(self, heads, width, **kwargs):
         super().__init__(**kwargs)
-        self.heads, self.width, self.use_bias = heads, width, use_bias
-        self.init_std, self.output_init_std = init_std, output_init_std
-
-        def dense(name, std):
-            return keras.layers.Dense(width, use_bias=use_bias, name=name, kernel_initializer=_initializer(std))
-        self.query, self.key, self.value = (dense(name, init_std) for name in ("query", "key", "value"))
-        self.attention_output = dense("attention_output", output_init_std)
+        self.heads, self.width = heads, width
+        self.query, self.key, self.value, self.attention_output = (
+            keras.layers.Dense(width, name=name) for name in ("query", "key", "value", "attention_output"))
 
     def build(self, input_shape):
         for projection in (self.query, self.key, self.value, self.attention_output):
@@ -114,38 +110,26 @@ class CausalSelfAttention(keras.layers.Layer):
         return self.attention_output(keras.ops.reshape(attended, (batch, length, self.width)))
 
     def get_config(self):
-        return {**super().get_config(), "heads": self.heads, "width": self.width, "use_bias": self.use_bias,
-                "init_std": self.init_std, "output_init_std": self.output_init_std}
+        return {**super().get_config(), "heads": self.heads, "width": self.width}
 
 
-def _initializer(std):
-    return keras.initializers.RandomNormal(stddev=std) if std else "glorot_uniform"
-
-
-def build_gpt(config, spec, layers=4, heads=4, width=128, use_bias=True, init_std=None):
-    """Pre-norm decoder-only transformer (causal self-attention + 4x MLP per block). `init_std`: kernels drawn
-    from N(0, init_std), the projections back into the residual stream from N(0, init_std / sqrt(2 layers)) (GPT-2's
-    and nanoGPT's initialization); None: Glorot uniform."""
+def build_gpt(config, spec, layers=4, heads=4, width=128):
+    """Pre-norm decoder-only transformer (causal self-attention + 4x MLP per block)."""
     del config
-    output_std = init_std / math.sqrt(2 * layers) if init_std else None
     tokens = keras.Input((spec["sequence_length"],), dtype="int32", name="tokens")
     x = keras.layers.Embedding(spec["vocabulary_size"], width, name="token_embedding",
                                embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02))(tokens)
     x = PositionEmbedding(name="position_embedding")(x)
     for i in range(layers):
-        h = keras.layers.LayerNormalization(epsilon=1e-5, center=use_bias, name=f"block{i}_norm1")(x)
-        h = CausalSelfAttention(heads, width, use_bias, init_std, output_std, name=f"block{i}_attention")(h)
+        h = keras.layers.LayerNormalization(epsilon=1e-5, name=f"block{i}_norm1")(x)
+        h = CausalSelfAttention(heads, width, name=f"block{i}_attention")(h)
         x = keras.layers.Add(name=f"block{i}_residual1")([x, h])
-        h = keras.layers.LayerNormalization(epsilon=1e-5, center=use_bias, name=f"block{i}_norm2")(x)
-        h = keras.layers.Dense(4 * width, activation="gelu", use_bias=use_bias, name=f"block{i}_mlp1",
-                               kernel_initializer=_initializer(init_std))(h)
-        h = keras.layers.Dense(width, use_bias=use_bias, name=f"block{i}_mlp2",
-                               kernel_initializer=_initializer(output_std))(h)
+        h = keras.layers.LayerNormalization(epsilon=1e-5, name=f"block{i}_norm2")(x)
+        h = keras.layers.Dense(4 * width, activation="gelu", name=f"block{i}_mlp1")(h)
+        h = keras.layers.Dense(width, name=f"block{i}_mlp2")(h)
         x = keras.layers.Add(name=f"block{i}_residual2")([x, h])
-    x = keras.layers.LayerNormalization(epsilon=1e-5, center=use_bias, name="final_norm")(x)
-    logits = keras.layers.Dense(spec["vocabulary_size"], use_bias=use_bias, name="logits",
-                                kernel_initializer=_initializer(init_std))(x)
-    return keras.Model(tokens, logits, name="gpt")
+    x = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")(x)
+    return keras.Model(tokens, keras.layers.Dense(spec["vocabulary_size"], name="logits")(x), name="gpt")
 
 
 def build_gpt_small(config, spec):
