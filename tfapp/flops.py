@@ -55,13 +55,8 @@ def cached_step_flops(model, loss_fn, features_spec, labels_spec, num_replicas=1
     described = [architecture, getattr(loss_fn, "__name__", type(loss_fn).__name__), str(features_spec),
                  str(labels_spec), num_replicas, tf.__version__]
     key = hashlib.sha1(json.dumps(described).encode()).hexdigest()
-    cache_path = cache_path or local_cache.path(STEP_CACHE_FILE)
-    cache = local_cache.read_json(cache_path, {})
-    cache = cache if isinstance(cache, dict) else {}
-    if not isinstance(cache.get(key), (int, float)):
-        cache[key] = step_flops(model, loss_fn, features_spec, labels_spec, num_replicas)
-        local_cache.write_json(cache_path, cache)
-    return cache[key]
+    return local_cache.memoized(cache_path or local_cache.path(STEP_CACHE_FILE), key,
+                                lambda: step_flops(model, loss_fn, features_spec, labels_spec, num_replicas))
 
 
 @contextlib.contextmanager
@@ -103,11 +98,5 @@ def peak_flops_per_second(dtype="float32", device_key="", size=1024, seconds=0.3
     """Measured matmul FLOP/s for `dtype` on this machine, cached under `device_key` (e.g. the device string) in
     `cache_path` (default: peak_flops.json in the tfapp cache directory); `measure(tf dtype, size, seconds)`
     times it (the JAX engine passes a jitted one)."""
-    key = f"{device_key}|{dtype}|{size}"
-    cache_path = cache_path or local_cache.path(CACHE_FILE)
-    cache = local_cache.read_json(cache_path, {})
-    if not isinstance(cache, dict) or not isinstance(cache.get(key), (int, float)):
-        cache = cache if isinstance(cache, dict) else {}
-        cache[key] = measure(tf.as_dtype(dtype), size, seconds)
-        local_cache.write_json(cache_path, cache)
-    return cache[key]
+    return local_cache.memoized(cache_path or local_cache.path(CACHE_FILE), f"{device_key}|{dtype}|{size}",
+                                lambda: measure(tf.as_dtype(dtype), size, seconds))

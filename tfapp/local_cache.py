@@ -32,6 +32,16 @@ def read_json(file_path, default=None):
         return default
 
 
+def memoized(file_path, key, compute):
+    """The number under `key` in the JSON dict at `file_path`, computed by `compute()` and stored when missing."""
+    cache = read_json(file_path, {})
+    cache = cache if isinstance(cache, dict) else {}
+    if not isinstance(cache.get(key), (int, float)):
+        cache[key] = compute()
+        write_json(file_path, cache)
+    return cache[key]
+
+
 def write_json(file_path, value):
     """Writes `value` atomically; a cache that cannot be written (read-only home) is skipped silently."""
     try:
