@@ -65,9 +65,13 @@ class JaxTrainer:
             metric.reset_state()
         # Every array handed to a compiled call has the sharding its result will have, so the second call does
         # not compile again: variables as their keras.distribution layout says, metric state replicated.
+        # Without a distribution everything is committed to the default device: an uncommitted first argument
+        # and a committed result would make the second call, and every new block, compile again (~0.8 s each).
         self.distribution = distribution
         replicated = jax.sharding.NamedSharding(distribution.device_mesh.backend_mesh,
-                                                jax.sharding.PartitionSpec()) if distribution else None
+                                                jax.sharding.PartitionSpec()) if distribution else (
+            jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+        self._default_sharding = replicated
         self._fresh_train_metrics = [[jax.device_put(v.value, replicated) for v in m.variables]
                                      for m in self._train_metric_objects]
         self._fresh_eval_metrics = [[jax.device_put(v.value, replicated) for v in m.variables]
@@ -96,7 +100,8 @@ class JaxTrainer:
     def _placed(self, variable):
         """A copy of the variable's value with its layout's sharding: a copy, since the train call donates (frees)
         the state it is given, and the Keras variable must stay readable."""
-        sharding = self.distribution.get_variable_layout(variable).backend_layout if self.distribution else None
+        sharding = (self.distribution.get_variable_layout(variable).backend_layout if self.distribution
+                    else self._default_sharding)
         return jax.device_put(variable.value, sharding, may_alias=False)
 
     def reload_state(self):
@@ -161,7 +166,7 @@ class JaxTrainer:
     def _put(self, block):
         block = jax.tree.map(np.asarray, block)  # tf.data tensors -> numpy (no copy on CPU)
         if self.data_sharding is None:
-            return jax.device_put(block)
+            return jax.device_put(block, self._default_sharding)
         if jax.process_count() == 1:
             return jax.device_put(block, self.data_sharding)
         return jax.tree.map(lambda leaf: jax.make_array_from_process_local_data(self.data_sharding, leaf), block)
