@@ -25,8 +25,9 @@ JAX runners (their processes run with KERAS_BACKEND=jax; the same model, data an
   jax_fit_spe32    Keras `fit(steps_per_execution=32)` on the JAX backend, tf.data input
   jax_bare         what a JAX user writes by hand: pure-function model, hand-written Adam, one `jax.jit` of a
                    `lax.scan` over the 16 batches, put on the device once (no tf.data, no metrics)
-  jax_tfapp        tfapp's JAX loop (`tfapp.jax_loop.JaxTrainer`) fed by the tf.data blocks, autotuned as
-                   `tfapp-train --backend=jax` does (XLA per block / per step, steps per loop)
+  jax_tfapp        tfapp's JAX loop (`tfapp.jax_loop.JaxTrainer`) fed as `tfapp-train --backend=jax` feeds
+                   in-memory arrays (rows on the device, blocks of row indices from tf.data), autotuned as
+                   it does (XLA per block / per step, steps per loop)
 Prints one JSON line per run {"workload", "runner", "round", "steps_per_s"} (tfapp_auto adds what it chose),
 then per workload the median steps/s of every runner and the ratios of each loop to plain fit and to the best
 fit. The machine is shared and noisy: only ratios within one invocation mean anything.
@@ -237,18 +238,20 @@ def time_jax_bare(workload, seconds):
 
 
 def time_jax_tfapp(workload, seconds):
-    """tfapp's JAX loop on tf.data blocks, with autotune's choice (as `tfapp-train --backend=jax`)."""
+    """tfapp's JAX loop fed as `tfapp-train --backend=jax` feeds in-memory arrays (the rows on the device,
+    `tfapp.jax_run.device_table`; tf.data hands over blocks of row indices), with autotune's choice."""
     import keras
     import pipelines
     from tfapp import autotune, jax_loop, jax_run
     model, optimizer = build_model(workload), keras.optimizers.Adam(1e-3)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     x, y = arrays(workload)
-    block = pipelines.block_batches({"x": x, "y": y}, BATCH)
-    iterator = iter(dataset(workload, block=block))
+    table = jax_run.device_table({"x": x, "y": y}, lambda rows: (rows["x"], rows["y"]), augment=None)
+    data = pipelines.index_blocks({"x": x, "y": y}, BATCH, seed=0)
+    iterator, block = iter(data), int(data.element_spec.shape[0])
 
     def make_trainer(jit):
-        return jax_loop.JaxTrainer(model, optimizer, loss, lambda: [], BATCH, block, jit)
+        return jax_loop.JaxTrainer(model, optimizer, loss, lambda: [], BATCH, block, jit, table=table)
 
     result = autotune.autotune(make_trainer, iterator, jax_run.jit_candidates("auto", model, "cpu"),
                                budget_seconds=4.0)

@@ -4,8 +4,9 @@
 
 Nothing here imports Keras models or tfapp: a pipeline turns a data location into batches, and that is all.
 """
-from pipelines.batching import block_batches, eval_dataset, eval_steps, train_dataset
+from pipelines.batching import block_batches, eval_dataset, eval_steps, index_blocks, preprocess_rows, train_dataset
 from pipelines.sources import SOURCES, DataError, load
 from pipelines.source import LoadOptions, Source
 
-__all__ = ["SOURCES", "DataError", "LoadOptions", "Source", "block_batches", "eval_dataset", "eval_steps", "load", "train_dataset"]
+__all__ = ["SOURCES", "DataError", "LoadOptions", "Source", "block_batches", "eval_dataset", "eval_steps",
+           "index_blocks", "load", "preprocess_rows", "train_dataset"]

@@ -20,6 +20,7 @@ import tensorflow as tf
 AUTOTUNE = tf.data.AUTOTUNE
 MAX_BLOCK = 64  # in-memory arrays: at most this many batches gathered and preprocessed per map call
 BLOCK_BYTES = 32 << 20  # … and at most ~32 MiB of rows per block (raw bytes ×4 for what preprocess adds)
+INDEX_BLOCK = 256  # batches of row indices per block (index_blocks)
 
 
 def _context(input_context):
@@ -77,13 +78,37 @@ def _augmented(preprocess, augment, batch=None):
     return apply
 
 
-def _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps=0, blocks=False, augment=None):
-    """In-memory arrays: shuffle and batch example *indices*, then gather whole batches (one op per batch)."""
-    num_examples = len(arrays["y"])
+def _index_batches(num_examples, batch, seed, context, skip_steps):
+    """(number of the batch in this pipeline's stream, [batch] example indices): shuffled, repeating, resumed."""
     indices = _shard(tf.data.Dataset.range(num_examples), context)
     indices = indices.shuffle(num_examples, seed=seed + context.input_pipeline_id, reshuffle_each_iteration=True)
     skip = _batches_to_skip(skip_steps, context)
-    indices = indices.repeat().batch(batch, drop_remainder=True).skip(skip).enumerate(start=skip)
+    return indices.repeat().batch(batch, drop_remainder=True).skip(skip).enumerate(start=skip)
+
+
+def index_blocks(arrays, global_batch_size, seed, input_context=None, skip_steps=0, block=INDEX_BLOCK):
+    """Endless int32 blocks [block, batch] of row indices into `arrays`, batches in exactly the order
+    `train_dataset(arrays=…)` gathers them: for an engine that keeps the preprocessed rows (`preprocess_rows`) on
+    its devices and gathers each batch there, so no rows cross from tf.data per step. Blocks are large since
+    they are small: every fetch from tf.data, however cheap, stalls a step that keeps all cores busy."""
+    context = _context(input_context)
+    batch = per_replica_batch_size(global_batch_size, context)
+    indices = _index_batches(len(arrays["y"]), batch, seed, context, skip_steps)
+    indices = indices.map(lambda _, index: tf.cast(index, tf.int32))
+    return indices.batch(block, drop_remainder=True).prefetch(2)
+
+
+def preprocess_rows(arrays, preprocess):
+    """(features, label) of every row of in-memory `arrays` as numpy, from one call of a vectorized `preprocess`
+    (which treats rows independently, so this equals preprocessing them batch by batch)."""
+    packed, unpack = pack_columns(arrays)
+    rows = preprocess(unpack(tf.nest.map_structure(tf.convert_to_tensor, packed)))
+    return tf.nest.map_structure(lambda tensor: tensor.numpy(), rows)
+
+
+def _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps=0, blocks=False, augment=None):
+    """In-memory arrays: shuffle and batch example *indices*, then gather whole batches (one op per batch)."""
+    indices = _index_batches(len(arrays["y"]), batch, seed, context, skip_steps)
     # Blocks of `size` batches: one gather + preprocess call per block, then split into batches again (unbatch of
     # the leading axis is one slice per batch). The order of batches is the same as batch by batch.
     size = block_batches(arrays, batch)

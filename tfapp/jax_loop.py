@@ -14,6 +14,8 @@ compiled program.
 Weights, optimizer and metric state live as JAX arrays between calls (donated, never copied per step); the Keras
 variables see them only when `sync_to_model()` writes them back (checkpoints, the end of a run). The next block is
 fetched and put on the devices while the device still runs the current one (JAX dispatches asynchronously).
+In-memory training rows (`table`, see `tfapp.jax_run.device_table`) are put on the devices once: the blocks are
+then [K, batch] row indices, and each step gathers its batch on the device (no rows cross from tf.data per step).
 Evaluation stacks the eval batches into chunks that stay on the devices between evaluations.
 The loop knows nothing of tasks, files or flags.
 """
@@ -37,11 +39,21 @@ def _batch(block, index):
     return jax.tree.map(lambda leaf: jax.lax.dynamic_index_in_dim(leaf, index, keepdims=False), block)
 
 
+def _train_batch(inputs, index):
+    """Batch `index` of a block: the block itself holds the batches, or (with a device-resident `table` of rows)
+    their row indices, gathered here on the devices."""
+    block, table = inputs
+    selected = _batch(block, index)
+    if table is None:
+        return selected
+    return jax.tree.map(lambda column: jnp.take(column, selected, axis=0), table)
+
+
 class JaxTrainer:
     """Owns the jitted train/eval functions and the training state of one model on the JAX devices."""
 
     def __init__(self, model, optimizer, loss_fn, metrics_fn, global_batch_size, block, jit_compile=True,
-                 distribution=None, data_sharding=None, measure_input_wait=True):
+                 distribution=None, data_sharding=None, measure_input_wait=True, table=None):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.global_batch_size = global_batch_size  # examples per step over all devices and hosts
         self.block = block  # K: batches per block from the iterator
@@ -72,6 +84,9 @@ class JaxTrainer:
                                                 jax.sharding.PartitionSpec()) if distribution else (
             jax.sharding.SingleDeviceSharding(jax.devices()[0]))
         self._default_sharding = replicated
+        # table: (features, labels) of every training row, put on the devices once (replicated); the blocks are
+        # then [K, batch] row indices and each step gathers its batch on the devices.
+        self.table = None if table is None else jax.device_put(jax.tree.map(np.asarray, table), replicated)
         self._fresh_train_metrics = [[jax.device_put(v.value, replicated) for v in m.variables]
                                      for m in self._train_metric_objects]
         self._fresh_eval_metrics = [[jax.device_put(v.value, replicated) for v in m.variables]
@@ -141,12 +156,12 @@ class JaxTrainer:
             for metric, values in zip(self.train_metrics, metric_state[1:])]
         return (trainable, non_trainable, optimizer_values), metric_state
 
-    def _indexed_step(self, state, metric_state, block, index):
-        return self._step(state, metric_state, _batch(block, index))
+    def _indexed_step(self, state, metric_state, inputs, index):
+        return self._step(state, metric_state, _train_batch(inputs, index))
 
-    def _steps_fn(self, state, metric_state, block, start, count):
+    def _steps_fn(self, state, metric_state, inputs, start, count):
         def body(i, carry):
-            return self._step(*carry, _batch(block, i))
+            return self._step(*carry, _train_batch(inputs, i))
         return jax.lax.fori_loop(start, start + count, body, (state, metric_state))
 
     def _eval_batch_fn(self, state, metric_state, chunk, index):
@@ -198,12 +213,12 @@ class JaxTrainer:
                 self._current, self._next = self._next, None
             count = min(self.block - self._position, num_steps - done)
             if self.jit_compile == "block":
-                self._state, metric_state = self._train_steps(self._state, metric_state, self._current,
+                self._state, metric_state = self._train_steps(self._state, metric_state, (self._current, self.table),
                                                               np.int32(self._position), np.int32(count))
             else:
                 for index in range(self._position, self._position + count):
-                    self._state, metric_state = self._train_step(self._state, metric_state, self._current,
-                                                                 np.int32(index))
+                    self._state, metric_state = self._train_step(self._state, metric_state,
+                                                                 (self._current, self.table), np.int32(index))
             self._position = (self._position + count) % self.block
             done += count
             if self._position == 0:  # fetch the next block while the devices run this one

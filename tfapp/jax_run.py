@@ -30,6 +30,8 @@ from tfapp import checkpoints, flops, jax_checkpoints, jax_loop
 from tfapp import run
 from tfapp.config import ConfigError
 
+DEVICE_TABLE_BYTES = 256 * 2**20  # in-memory training rows up to this size live on the devices (see device_table)
+
 def block_size(element_spec):
     """Batches per block for batches of `element_spec`: the limits of the in-memory blocks
     (`pipelines.batching.MAX_BLOCK` batches, `BLOCK_BYTES`), for batches that come from any source."""
@@ -59,8 +61,11 @@ def prepare(config):
     context = devices.input_context()
     arrays = (source.arrays or {}).get("train") if task.vectorized_preprocess else None
     blocks_from_arrays = arrays is not None
+    table = device_table(arrays, preprocess, augment)
 
     def make_train_data(skip_steps):
+        if table is not None:
+            return pipelines.index_blocks(arrays, config.batch_size, config.seed, context, skip_steps)
         dataset = pipelines.train_dataset(
             source.splits["train"], preprocess, config.batch_size, config.seed, context, cache=config.cache,
             vectorized=task.vectorized_preprocess, arrays=arrays, skip_steps=skip_steps, blocks=blocks_from_arrays,
@@ -86,7 +91,21 @@ def prepare(config):
     train_data = make_train_data(start_step)
     block = int(tf.nest.flatten(train_data.element_spec)[0].shape[0])  # batches per block
     return run.Experiment(config, task, devices, source, model, optimizer, train_data, eval_data,
-                          devices.is_chief, make_train_data, resumed_from, block, startup, eval_steps, engine="jax")
+                          devices.is_chief, make_train_data, resumed_from, block, startup, eval_steps, engine="jax",
+                          train_table=table)
+
+
+def device_table(arrays, preprocess, augment):
+    """The preprocessed training rows to keep on the devices (each step then gathers its batch there, and tf.data
+    hands over only row indices), or None: rows not in memory, random augmentation (drawn per step in the
+    pipeline), several processes (each host reads its own shard), or rows over DEVICE_TABLE_BYTES."""
+    if arrays is None or augment is not None or jax.process_count() > 1:
+        return None
+    raw_bytes = sum(np.asarray(leaf).nbytes for leaf in tf.nest.flatten(arrays))
+    if 4 * raw_bytes > DEVICE_TABLE_BYTES:  # preprocessing may widen bytes to floats
+        return None
+    rows = pipelines.preprocess_rows(arrays, preprocess)
+    return rows if sum(leaf.nbytes for leaf in tf.nest.flatten(rows)) <= DEVICE_TABLE_BYTES else None
 
 
 def _has_convolutions(model):
@@ -109,7 +128,7 @@ def make_trainer(experiment, jit_compile):
     return jax_loop.JaxTrainer(experiment.model, experiment.optimizer, task.loss(), task.metrics,
                                config.batch_size, experiment.block, jit_compile, experiment.strategy.distribution,
                                experiment.strategy.block_sharding(),
-                               measure_input_wait=not config.deterministic)
+                               measure_input_wait=not config.deterministic, table=experiment.train_table)
 
 
 def _step_flops(experiment, trainer):
@@ -121,6 +140,10 @@ def _step_flops(experiment, trainer):
         return jax.ShapeDtypeStruct((spec.shape[1] * processes, *spec.shape[2:]), spec.dtype.as_numpy_dtype)
 
     batch = tf.nest.map_structure(one_batch, block_spec)
+    if trainer.table is not None:  # the block holds row indices: a batch has the table's rows
+        rows = batch.shape[0]
+        batch = jax.tree.map(lambda column: jax.ShapeDtypeStruct((rows, *column.shape[1:]), column.dtype),
+                             trainer.table)
     metric_state = [list(values) for values in trainer._fresh_train_metrics]
     state = jax.tree.map(lambda value: jax.ShapeDtypeStruct(value.shape, value.dtype), trainer.model_state())
     compiled = jax.jit(trainer._step).lower(state, metric_state, batch).compile()

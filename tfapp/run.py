@@ -46,6 +46,7 @@ class Experiment:
     startup: dict = dataclasses.field(default_factory=dict)  # seconds per start-up stage, for report.json
     eval_steps: Any = None        # batches per evaluation of eval_data (which repeats); None: it is one pass
     engine: str = "tensorflow"    # "tensorflow" (tfapp.loop) or "jax" (tfapp.jax_loop; strategy: a JaxDevices)
+    train_table: Any = None       # JAX: preprocessed training rows kept on the devices (train_data: row indices)
 
     def checkpoint_manager(self, write_dir, trainer):
         """save / latest_checkpoint / restore of the model, optimizer and RNG state, for this engine."""
@@ -347,6 +348,8 @@ def train(experiment, start_time=None, callbacks=()):
     if experiment.engine == "jax":
         from tfapp import jax_run
         content["model_parallel"] = jax_run.sharding_report(experiment)
+        table = experiment.train_table  # training rows kept on the devices (bytes per device), or None
+        content["rows_on_devices_bytes"] = sum(leaf.nbytes for leaf in tf.nest.flatten(table)) if table else None
     report.write_json(report.join(write_dir, "report.json"), content)
     if not experiment.is_chief:
         shutil.rmtree(write_dir, ignore_errors=True)

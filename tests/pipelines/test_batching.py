@@ -133,3 +133,21 @@ def test_packed_columns_gather_back_into_the_same_rows():
     assert list(batch["x"]) == ["a", "city", "b"]
     assert batch["x"]["b"].numpy().tolist() == [9.0, 6.0] and batch["x"]["city"].numpy().tolist() == [b"z", b"w"]
     assert batch["y"].numpy().tolist() == [4, 1]
+
+
+@pytest.mark.parametrize("skip", [0, 5])
+def test_index_blocks_over_preprocessed_rows_equal_the_gathered_batches(skip):
+    """The JAX engine's device-resident rows: gathering index blocks from `preprocess_rows` gives the batches
+    train_dataset(arrays=…) gives, in the same order, also when resuming (skip_steps)."""
+    source = _source(40)
+    arrays = source.arrays["train"]
+    gathered = pipelines.train_dataset(source.splits["train"], _pre, 8, seed=3, vectorized=True, arrays=arrays,
+                                       skip_steps=skip)
+    expected = [(x.numpy(), y.numpy()) for x, y in gathered.take(12)]
+    features, labels = pipelines.preprocess_rows(arrays, _pre)
+    blocks = pipelines.index_blocks(arrays, 8, seed=3, skip_steps=skip, block=4)
+    assert blocks.element_spec.shape == (4, 8) and blocks.element_spec.dtype == tf.int32
+    got = [(features[rows], labels[rows]) for block in blocks.take(3) for rows in block.numpy()]
+    for (x, y), (want_x, want_y) in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(x, want_x)
+        np.testing.assert_array_equal(y, want_y)

@@ -52,6 +52,7 @@ def test_digits_on_two_jax_devices_trains_reports_and_exports(tmp_path, cli):
     assert report["backend"] == "jax" and report["num_replicas"] == 2 and "DataParallel" in report["strategy"]
     assert report["final_metrics"]["accuracy"] >= 0.95, report["final_metrics"]
     assert report["flops_per_step"] > 0 and 0 < report["mfu"] < 1 and report["autotune"]["source"] == "measured"
+    assert report["rows_on_devices_bytes"] == 1438 * (64 + 1) * 4  # digits' train rows: float32 x, int32 y
     with open(model_dir / "metrics.csv") as f:
         assert sum(1 for line in f if ",eval,accuracy," in line) == 3
     assert (model_dir / "curves.png").exists() and report["export_path"] == str(model_dir / "export" / "1")
