@@ -89,8 +89,10 @@ def store(cache_key, result):
 
 
 def check_speed(path, promised, achieved, timed_seconds):
-    """After a run: marks the entry in `path` stale when the run's steady-state steps/s fell more than STALE
-    below the promised (measured) speed over at least JUDGE_SECONDS of timed loops. Returns True if it did."""
+    """After a run: marks the entry in `path` stale when the run's steady-state steps/s (`achieved`: the median of
+    its loops after its background work was done, as `promised` is a median of loops measured alone; the mean of
+    all loops let the run's own FLOPs count and export tracing mark good entries stale) fell more than STALE below
+    the promised speed, over at least JUDGE_SECONDS of those loops. Returns True if it did."""
     if not promised or not achieved or timed_seconds < JUDGE_SECONDS or achieved >= (1 - STALE) * promised:
         return False
     entry = local_cache.read_json(path)

@@ -12,6 +12,7 @@ between compiled loops, never inside them.
 import dataclasses
 import math
 import signal
+import statistics
 import sys
 import time
 from typing import Optional
@@ -41,6 +42,10 @@ class Outcome:
     time_to_target: float = None  # wall seconds from start until the eval main metric first reached the target
     step_to_target: int = None
     loop_speeds: list = dataclasses.field(default_factory=list)  # (step at the loop's end, steps/s) per loop
+    loop_steps: list = dataclasses.field(default_factory=list)   # steps per loop
+    loop_starts: list = dataclasses.field(default_factory=list)  # time.perf_counter() at each loop's start
+    eval_seconds: float = 0.0     # wall seconds in evaluations between loops (the final one included)
+    checkpoint_seconds: float = 0.0  # … and in checkpoint saves
 
     measured_input_wait: bool = True
 
@@ -59,6 +64,16 @@ class Outcome:
     @property
     def steps_per_second(self):
         return self.timed_steps / self.timed_seconds if self.timed_seconds else None
+
+    def steady_speed(self, after):
+        """(median steps/s, seconds) of the timed loops (the first, tracing one, left out) that started at or after
+        `after` (a time.perf_counter value: when the run's background work was done), or (None, 0.0): what
+        autotune's promise, a median of loops measured with nothing else running, is compared with."""
+        loops = [(speed, steps / speed) for (_, speed), steps, start in zip(
+            self.loop_speeds[1:], self.loop_steps[1:], self.loop_starts[1:]) if start >= after]
+        if not loops:
+            return None, 0.0
+        return statistics.median(speed for speed, _ in loops), sum(seconds for _, seconds in loops)
 
 
 def next_loop_size(step, train_steps, boundaries, steps_per_loop, first):
@@ -190,13 +205,17 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
             step += size
             outcome.steps = step
             outcome.loop_speeds.append((step, speed["steps_per_second"]))
+            outcome.loop_steps.append(size)
+            outcome.loop_starts.append(loop_start)
             run_log.log(step, "train", train_values)
             run_log.log(step, "train", speed, csv_too=False)
             progress.update(step, values=[(k, v) for k, v in train_values.items() if k != "learning_rate"],
                             finalize=False)
             callback_list.on_train_batch_end(step, logs=train_values)
             if step % config.eval_every == 0 or step == config.train_steps:
+                eval_start = time.perf_counter()
                 outcome.eval_metrics = trainer.evaluate(experiment.eval_data, experiment.eval_steps)
+                outcome.eval_seconds += time.perf_counter() - eval_start
                 run_log.log(step, "eval", outcome.eval_metrics)
                 main = outcome.eval_metrics.get(experiment.task.main_metric)
                 if config.target_metric is not None and outcome.time_to_target is None and main is not None \
@@ -209,8 +228,10 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                 callback_list.on_epoch_begin(epoch)
             if step % config.checkpoint_every == 0 or step == config.train_steps or signals.received \
                     or experiment.model.stop_training:
+                save_start = time.perf_counter()
                 run_log.flush()  # rows first: a kill between the two leaves extra rows, which resuming trims
                 manager.save(checkpoint_number=step)
+                outcome.checkpoint_seconds += time.perf_counter() - save_start
             if signals.received:
                 outcome.stopped_by_signal = signals.received
                 break

@@ -15,6 +15,8 @@ batches out of the block: on the benchmark MLP that removes ~85 µs of XLA launc
 this CPU runs convolutions inside a while loop ~35× slower, so autotune measures it like any other candidate.
 The loop knows nothing of tasks, files or flags.
 """
+import threading
+
 import keras
 import tensorflow as tf
 
@@ -69,6 +71,7 @@ class Trainer:
         self._eval_loop = tf.function(self._eval_loop_fn)
         self._eval_steps = tf.function(self._eval_steps_fn)
         self._eval_source = self._eval_iterator = None
+        self._eval_lock = threading.Lock()  # prepare_evaluate (a background thread) and evaluate share the iterator
 
     def _replica_step(self, features, labels):
         with tf.GradientTape() as tape:
@@ -264,6 +267,20 @@ class Trainer:
             float(t) for t in self._train_loop(iterator, tf.constant(num_steps, tf.int32)))
         return _results(self.train_loss, self.train_metrics)
 
+    def _eval_iterator_for(self, dataset):
+        with self._eval_lock:
+            if self._eval_source is not dataset:
+                self._eval_source, self._eval_iterator = dataset, iter(dataset)
+            return self._eval_iterator
+
+    def prepare_evaluate(self, dataset, steps=None):
+        """Traces the evaluation function ahead (for a background thread while training runs: the first
+        evaluation then finds it traced; digits/cnn ~0.4 s on a 2-core CPU). Runs nothing."""
+        if steps is None:
+            self._eval_loop.get_concrete_function(dataset)
+        else:
+            self._eval_steps.get_concrete_function(self._eval_iterator_for(dataset), tf.TensorSpec([], tf.int32))
+
     def evaluate(self, dataset, steps=None):
         """One pass over a distributed eval dataset of (features, label, weight); weighted loss and metrics.
         `steps`: the dataset repeats and one pass is this many batches: one iterator serves every evaluation
@@ -273,7 +290,5 @@ class Trainer:
         if steps is None:
             self._eval_loop(dataset)
         else:
-            if self._eval_source is not dataset:
-                self._eval_source, self._eval_iterator = dataset, iter(dataset)
-            self._eval_steps(self._eval_iterator, tf.constant(steps))
+            self._eval_steps(self._eval_iterator_for(dataset), tf.constant(steps, tf.int32))
         return _results(self.eval_loss, self.eval_metrics)

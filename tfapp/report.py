@@ -169,6 +169,8 @@ def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, 
         "examples_per_second": speed * config.batch_size if speed else None,
         "input_wait_fraction": outcome.input_wait_fraction,
         "input_handover_fraction": outcome.input_handover_fraction,
+        "phases_s": {"loops": outcome.compile_seconds + outcome.timed_seconds, "eval": outcome.eval_seconds,
+                     "checkpoint": outcome.checkpoint_seconds},  # run.train adds "finish" (export, plots, …)
         "skipped_files": experiment.source.spec.get("skipped", []),
         "time_to_first_step_s": outcome.time_to_first_step,
         "compile_time_s": outcome.compile_seconds,

@@ -288,17 +288,21 @@ def train(experiment, start_time=None, callbacks=()):
     run_log = report.RunLog(write_dir, keep_until=start_step if experiment.resumed_from else None)
     run_log.log_hparams(dataclasses.asdict(config))
     # Work the end of the run needs, done in the shadow of training once the first loop has traced the step
-    # (compiled loops release the GIL): FLOPs, the export's model copy and traced signatures, matplotlib's set-up.
+    # (compiled loops release the GIL): the eval function's trace, FLOPs, the export's model copy and traced
+    # signatures, matplotlib's set-up.
     shadow = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tfapp-shadow")
     futures = {}
 
     def start_shadow_work():
+        if hasattr(trainer, "prepare_evaluate"):  # the first evaluation comes soonest
+            futures["eval"] = shadow.submit(trainer.prepare_evaluate, experiment.eval_data, experiment.eval_steps)
         futures["flops"] = shadow.submit(step_flops_and_peak, experiment, trainer)
         if config.export and experiment.engine == "tensorflow":  # the JAX engine exports in a TF process
             futures["export"] = shadow.submit(
                 export.PreparedExport, lambda: task.models[config.model](config, experiment.source.spec),
                 task.serving, experiment.source.spec)
         shadow.submit(plots.warm_up)
+        shadow.submit(lambda: futures.setdefault("done_at", time.perf_counter()))  # loops after it run alone
 
     try:
         try:
@@ -314,12 +318,14 @@ def train(experiment, start_time=None, callbacks=()):
         startup["first_step_s"] = outcome.compile_seconds  # tracing (and XLA compiling) the step, plus its run
         startup["time_to_first_step_s"] = outcome.time_to_first_step
         if autotune_record.get("source") in ("cache", "measured"):  # a choice slower in use than measured: stale
+            # Judged on the loops that ran without the background work above, as the measurement ran.
+            speed, seconds = outcome.steady_speed(after=futures.get("done_at", float("inf")))
             autotune_record["stale"] = autotune_cache.check_speed(
-                autotune_record["cache_file"], autotune_record["steps_per_second"], outcome.steps_per_second,
-                outcome.timed_seconds)
+                autotune_record["cache_file"], autotune_record["steps_per_second"], speed, seconds)
         if outcome.stopped_by_signal:
             return {"status": "interrupted", "signal": outcome.stopped_by_signal, "steps": outcome.steps,
                     "model_dir": config.model_dir, "task": task.name}
+        finish_start = time.perf_counter()
         # curves.png is drawn in a background thread while the export is written
         curves = plots.start_curves(run_log.series, task.main_metric, report.join(write_dir, "curves.png"),
                                     title=f"{task.name} / {config.model} — {strategies.describe(experiment.strategy)}",
@@ -339,12 +345,14 @@ def train(experiment, start_time=None, callbacks=()):
                     print(f"tfapp-train: warning: {error}", file=sys.stderr)
                     tflite = f"not written: {error}"
         plots.join_curves(curves)
+        finish_seconds = time.perf_counter() - finish_start  # extra metrics, export, curves.png
     finally:
         shadow.shutdown(wait=False, cancel_futures=True)
     content = report.build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, export_path,
                                   wall_time=time.time() - start_time, flops_per_step=flops_per_step, peak=peak)
     content["tflite"] = tflite  # path of model.tflite, "not written: why", or None without --tflite
     content["startup"] = startup  # seconds: where the time to the first step went
+    content["phases_s"]["finish"] = finish_seconds
     if experiment.engine == "jax":
         from tfapp import jax_run
         content["model_parallel"] = jax_run.sharding_report(experiment)

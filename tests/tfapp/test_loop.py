@@ -215,3 +215,27 @@ def test_input_wait_shows_an_input_bound_run(overlap):
     elapsed = time.perf_counter() - start
     assert trainer.last_input_wait > 0.5 * elapsed, (trainer.last_input_wait, elapsed)
     assert trainer.last_input_handover >= trainer.last_input_wait
+
+
+def test_an_evaluation_traced_ahead_in_another_thread_is_used_as_is(tmp_path):
+    """run.train traces the eval function in a background thread while training runs; the first evaluation then
+    neither traces again nor reads a second iterator, and gives what an evaluation without it gives."""
+    import threading
+    config = config_lib.Config(model="mlp", train_steps=10, eval_every=10, export=False,
+                               model_dir=str(tmp_path)).resolved()
+    experiment = run.prepare(config)
+    task = experiment.task
+
+    def trainer():
+        return loop.Trainer(experiment.strategy, experiment.model, experiment.optimizer, task.loss(), task.metrics,
+                            config.batch_size)
+
+    prepared, plain = trainer(), trainer()
+    thread = threading.Thread(target=prepared.prepare_evaluate, args=(experiment.eval_data, experiment.eval_steps))
+    thread.start()
+    thread.join()
+    assert prepared._eval_steps.experimental_get_tracing_count() == 1
+    iterator = prepared._eval_iterator
+    results = prepared.evaluate(experiment.eval_data, experiment.eval_steps)
+    assert prepared._eval_steps.experimental_get_tracing_count() == 1 and prepared._eval_iterator is iterator
+    assert results == plain.evaluate(experiment.eval_data, experiment.eval_steps)
