@@ -41,6 +41,7 @@ def test_default_run_reaches_accuracy(tmp_path):
     assert "digits/cnn: test loss" in out.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # 56 s; Mirrored on two logical CPUs stays covered by test_loop and strategies
 def test_mirrored_two_logical_cpus_reaches_the_same_band(tmp_path):
     model_dir = str(tmp_path / "mirrored")
     out = run_cli([f"--model_dir={model_dir}", "--strategy=mirrored", "--num_cpu_devices=2"])

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import pipelines
 from tests.conftest import serve_in_clean_process
@@ -35,6 +36,7 @@ def test_versions_increase_and_never_overwrite(tmp_path):
     assert export.next_version(base) == 8
 
 
+@pytest.mark.slow  # 56 s; the export and TFLite-refusal tests stay
 def test_tfapp_export_cli_writes_a_new_version_whose_tflite_matches(tmp_path, cli):
     model_dir = tmp_path / "run"
     trained = cli([f"--model_dir={model_dir}", "--smoke", "--noexport"])

@@ -79,6 +79,7 @@ def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path, signal_name):
     assert resumed.returncode == 0 and read_report(str(model_dir))["resumed_at_step"] == step
 
 
+@pytest.mark.slow  # 31 s; kill -9 / resume compares deterministic metrics bit for bit
 def test_deterministic_runs_write_identical_metrics(tmp_path):
     # auto settings too: under --deterministic they are fixed instead of measured (measuring is time-dependent)
     for name in ("a", "b"):

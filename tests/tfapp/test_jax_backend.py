@@ -95,6 +95,7 @@ def _start(model_dir, extra=()):
 
 
 # digits/cnn: Dropout's seed-generator state must survive the kill too.
+@pytest.mark.slow  # 91 s; the SIGTERM-and-resume JAX twin and the TF kill -9 test stay in the default run
 def test_kill_9_then_resume_equals_uninterrupted_run_on_jax(tmp_path, cli):
     straight = cli([f"--model_dir={tmp_path / 'straight'}", *FAULTS])
     assert straight.returncode == 0, straight.stderr[-2000:]

@@ -18,6 +18,7 @@ def _train_losses(model_dir):
         return [float(row["value"]) for row in csv.DictReader(f) if row["split"] == "train" and row["metric"] == "loss"]
 
 
+@pytest.mark.slow  # 186 s on the AVX2 CPU; issue #18's test: run it with -m slow
 def test_model_parallel_matches_data_parallel_splits_the_weights_and_resumes(tmp_path, cli):
     split, replicated = tmp_path / "model_parallel", tmp_path / "data_parallel"
     out = cli([f"--model_dir={split}", "--model_parallel=2", *COMMON], env=FOUR_CPU_DEVICES)

@@ -42,6 +42,7 @@ def test_sweep_runs_compares_skips_finished_and_resumes_interrupted(tmp_path):
     assert read_report(str(sweep_dir / "model-mlp"))["resumed_at_step"] == 20  # its last checkpoint
 
 
+@pytest.mark.slow  # 45 s; the sweep test compares runs too
 def test_compare_cli_and_bad_run_dir(tmp_path):
     for name, model in (("a", "cnn"), ("b", "mlp")):
         assert run_cli([f"--model_dir={tmp_path / name}", "--smoke", "--noexport", f"--model={model}",
