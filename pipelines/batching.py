@@ -10,7 +10,9 @@ per-example map competed with the model for the CPU (`benchmarks/pipeline_speed.
 preprocessed a block of up to 64 batches per map call (`block_batches`), then split again in the same order: the
 20,000-row CSV pipeline went from ~188,000 to ~580,000 examples/s at 16 batches per block. A vectorized preprocess must therefore treat rows independently. Batches keep a static
 shape (`drop_remainder=True`), as TPUs and XLA need. The eval set is padded to whole global batches with
-weight-0 examples instead of being cut, so every test example counts exactly once.
+weight-0 examples instead of being cut, so every test example counts exactly once. For an engine that keeps
+in-memory rows on its devices (the JAX loop), `preprocess_rows` preprocesses them all once and `index_blocks` hands
+over only row indices, in the gather path's order.
 """
 import math
 
