@@ -103,3 +103,24 @@ def test_cache_writes_are_atomic_files(tmp_path):
     assert local_cache.write_json(path, {"a": 1})
     assert json.load(open(path)) == {"a": 1} and os.listdir(tmp_path / "x") == ["entry.json"]
     assert local_cache.read_json(str(tmp_path / "missing.json"), "default") == "default"
+
+
+def test_a_promise_from_the_probe_alone_goes_stale_only_when_far_off(cache_dir):
+    """A promise that is the median of round-robin loops goes stale >20% below it; one from the ~50 ms probe alone
+    (no other setting timed) moves that much with the load, so only >50% below it."""
+    path = autotune_cache.file_for({"k": 2})
+
+    def stale_after(measurements, achieved):
+        local_cache.write_json(path, {"choice": {"jit_compile": False, "steps_per_loop": 16},
+                                      "measurements": measurements, "stale": False})
+        return autotune_cache.check_speed(path, 100.0, achieved, timed_seconds=2.0), local_cache.read_json(path)
+
+    probe = [{"jit_compile": False, "steps_per_loop": 16, "probe": True, "steps_per_second": 100.0}]
+    rounds = [{"jit_compile": False, "steps_per_loop": 16, "loops": 5, "steps_per_second": 100.0},
+              {"jit_compile": "block", "steps_per_loop": 16, "loops": 5, "steps_per_second": 60.0}]
+    flagged, entry = stale_after(probe, 70.0)
+    assert not flagged and entry["stale"] is False
+    flagged, entry = stale_after(probe, 40.0)
+    assert flagged and entry["stale"] and "40.0 steps/s" in entry["stale_because"]
+    assert stale_after(rounds, 70.0)[0] and not stale_after(rounds, 85.0)[0]
+    assert not autotune_cache.check_speed(path, 100.0, 10.0, timed_seconds=0.5)  # too short a run to judge
