@@ -41,9 +41,8 @@ class Outcome:
     nan_restores: list = dataclasses.field(default_factory=list)  # steps at which a NaN loss was restored
     time_to_target: float = None  # wall seconds from start until the eval main metric first reached the target
     step_to_target: int = None
-    loop_speeds: list = dataclasses.field(default_factory=list)  # (step at the loop's end, steps/s) per loop
-    loop_steps: list = dataclasses.field(default_factory=list)   # steps per loop
-    loop_starts: list = dataclasses.field(default_factory=list)  # time.perf_counter() at each loop's start
+    # (step at the loop's end, steps, time.perf_counter() at its start, seconds) per loop
+    loops: list = dataclasses.field(default_factory=list)
     eval_seconds: float = 0.0     # wall seconds in evaluations between loops (the final one included)
     checkpoint_seconds: float = 0.0  # … and in checkpoint saves
 
@@ -69,11 +68,15 @@ class Outcome:
         """(median steps/s, seconds) of the timed loops (the first, tracing one, left out) that started at or after
         `after` (a time.perf_counter value: when the run's background work was done), or (None, 0.0): what
         autotune's promise, a median of loops measured with nothing else running, is compared with."""
-        loops = [(speed, steps / speed) for (_, speed), steps, start in zip(
-            self.loop_speeds[1:], self.loop_steps[1:], self.loop_starts[1:]) if start >= after]
+        loops = [(steps / seconds, seconds) for _, steps, start, seconds in self.loops[1:] if start >= after]
         if not loops:
             return None, 0.0
         return statistics.median(speed for speed, _ in loops), sum(seconds for _, seconds in loops)
+
+    @property
+    def loop_speeds(self):
+        """(step at the loop's end, steps/s) per loop."""
+        return [(step, steps / seconds) for step, steps, _, seconds in self.loops]
 
 
 def next_loop_size(step, train_steps, boundaries, steps_per_loop, first):
@@ -204,9 +207,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                 outcome.input_handover_seconds += trainer.last_input_handover
             step += size
             outcome.steps = step
-            outcome.loop_speeds.append((step, speed["steps_per_second"]))
-            outcome.loop_steps.append(size)
-            outcome.loop_starts.append(loop_start)
+            outcome.loops.append((step, size, loop_start, elapsed))
             run_log.log(step, "train", train_values)
             run_log.log(step, "train", speed, csv_too=False)
             progress.update(step, values=[(k, v) for k, v in train_values.items() if k != "learning_rate"],
