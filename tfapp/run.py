@@ -294,8 +294,8 @@ def train(experiment, start_time=None, callbacks=()):
     futures = {}
 
     def start_shadow_work():
-        if hasattr(trainer, "prepare_evaluate"):  # the first evaluation comes soonest
-            futures["eval"] = shadow.submit(trainer.prepare_evaluate, experiment.eval_data, experiment.eval_steps)
+        if hasattr(trainer, "prepare_evaluate"):  # the first evaluation comes soonest (if it fails, evaluate traces)
+            shadow.submit(trainer.prepare_evaluate, experiment.eval_data, experiment.eval_steps)
         futures["flops"] = shadow.submit(step_flops_and_peak, experiment, trainer)
         if config.export and experiment.engine == "tensorflow":  # the JAX engine exports in a TF process
             futures["export"] = shadow.submit(
