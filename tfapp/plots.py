@@ -10,12 +10,13 @@ import io
 import threading
 
 import tensorflow as tf
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 
 def figure(width, height, columns=1):
-    """(figure, axes) on an Agg canvas; `axes` is a list when columns > 1."""
+    """(figure, axes) on an Agg canvas; `axes` is a list when columns > 1. matplotlib is imported here, on first
+    use (in tfapp-train: `warm_up` in a background thread), not with this module: start-up skips its ~0.4 s."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, columns)

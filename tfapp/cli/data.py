@@ -12,12 +12,15 @@ from tfapp.cli import tf_logs  # noqa: E402
 
 tf_logs.quiet()  # TensorFlow's C++ start-up notices stay out (--verbose shows them)
 
-import tensorflow as tf  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from tfapp.cli.lean_import import lean_imports  # noqa: E402
 
-import pipelines  # noqa: E402
-from pipelines import convert  # noqa: E402
-from tfapp import flags as tfapp_flags  # noqa: E402
+with lean_imports():  # optional imports of TF and Keras (see lean_import)
+    import tensorflow as tf
+    from absl import app, flags, logging
+
+    import pipelines
+    from pipelines import convert
+    from tfapp import flags as tfapp_flags
 
 FLAGS = flags.FLAGS
 

@@ -19,11 +19,14 @@ from tfapp.cli import tf_logs  # noqa: E402
 tf_logs.quiet()  # TensorFlow's C++ start-up notices stay out (--verbose shows them)
 
 from absl import app, flags, logging  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from tfapp.cli.lean_import import lean_imports  # noqa: E402
 
-from tfapp import checkpoints, export, jax_checkpoints, report  # noqa: E402
-from tfapp import run as run_lib  # noqa: E402
-from tfapp.config import Config, ConfigError  # noqa: E402
+with lean_imports():  # optional imports of TF and Keras (see lean_import)
+    import tensorflow as tf
+
+    from tfapp import checkpoints, export, jax_checkpoints, report
+    from tfapp import run as run_lib
+    from tfapp.config import Config, ConfigError
 
 FLAGS = flags.FLAGS
 

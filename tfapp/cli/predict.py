@@ -17,8 +17,11 @@ from tfapp.cli import tf_logs  # noqa: E402
 
 tf_logs.quiet()  # TensorFlow's C++ start-up notices stay out (--verbose shows them)
 
+from tfapp.cli.lean_import import lean_imports  # noqa: E402
+
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+with lean_imports():  # optional imports of TF and Keras (see lean_import)
+    import tensorflow as tf
 from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS

@@ -21,13 +21,16 @@ tf_logs.quiet()  # TensorFlow's C++ start-up notices stay out of the run log (--
 from absl import app  # noqa: E402
 from absl import logging  # noqa: E402
 
-from tfapp import flags as tfapp_flags  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from tfapp.cli.lean_import import lean_imports  # noqa: E402
 
-from tfapp import checkpoints  # noqa: E402
-from tfapp import host_loop  # noqa: E402
-from tfapp import run as run_lib  # noqa: E402
-from tfapp.config import ConfigError  # noqa: E402
+with lean_imports():  # optional imports of TF and Keras (JAX, pyplot, scikit-learn): ~2 s of start-up
+    from tfapp import flags as tfapp_flags
+    import tensorflow as tf
+
+    from tfapp import checkpoints
+    from tfapp import host_loop
+    from tfapp import run as run_lib
+    from tfapp.config import ConfigError
 
 IMPORTED_TIME = time.time()
 
