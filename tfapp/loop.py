@@ -2,8 +2,8 @@
 
     python -c "import tfapp.run as r, tfapp.config as c; r.run(c.Config(steps_per_loop=16).resolved())"
 
-`Trainer.train(iterator, n)` runs `for _ in tf.range(n): strategy.run(step, next(iterator))` in one call; `n` is
-a tensor, so a shorter last loop does not retrace. The per-replica step averages the per-example loss over the
+`Trainer.train(iterator, n)` runs `strategy.run(step, next(iterator))` n times in one call (a `tf.while_loop`,
+traced without autograph); `n` is a tensor, so a shorter last loop does not retrace. The per-replica step averages the per-example loss over the
 *global* batch (`tf.nn.compute_average_loss`), so the gradients summed across replicas by the optimizer equal the
 single-device gradient. Metrics are Keras metrics with on-read variables: reading them sums over replicas.
 Three input paths: *block* (one replica, in-memory arrays: one next() per K batches, sliced per step from
