@@ -27,7 +27,7 @@ setuptools.setup(
     extras_require={
         # --backend=jax (free Colab TPUs: install jax[tpu] there instead). 0.10.2 is the last jax for Python 3.11.
         "jax": ["jax==0.10.2", "jaxlib==0.10.2"],
-        # pytest-xdist: the suite runs on two workers (pytest.ini), most tests wait on one process at a time
+        # pytest-xdist: one worker per core, at most 4 (pytest.ini); most tests wait on one process at a time
         "test": ["pytest>=8,<10", "pytest-xdist==3.8.0", "scikit-learn>=1.5,<2", "jax==0.10.2", "jaxlib==0.10.2",
                  "nbclient>=0.10,<0.12", "nbformat>=5.10,<6", "ipykernel>=6.29,<8"],
     },

@@ -3,9 +3,10 @@
     python -c "import tfapp.run as r, tfapp.config as c; r.run(c.Config(steps_per_loop=16).resolved())"
 
 `Trainer.train(iterator, n)` runs `strategy.run(step, next(iterator))` n times in one call (a `tf.while_loop`,
-traced without autograph); `n` is a tensor, so a shorter last loop does not retrace. The per-replica step averages the per-example loss over the
-*global* batch (`tf.nn.compute_average_loss`), so the gradients summed across replicas by the optimizer equal the
-single-device gradient. Metrics are Keras metrics with on-read variables: reading them sums over replicas.
+traced without autograph); `n` is a tensor, so a shorter last loop does not retrace. The per-replica step
+averages the per-example loss over the *global* batch (`tf.nn.compute_average_loss`), so the gradients summed
+across replicas by the optimizer equal the single-device gradient. Metrics are Keras metrics with on-read
+variables: reading them sums over replicas.
 Three input paths: *block* (one replica, in-memory arrays: one next() per K batches, sliced per step from
 variables), *overlap* (one replica otherwise: the next batch is fetched while the step runs) and *plain* (several
 replicas: next() then step). All three give the same batches in the same order; call `reset_input()` whenever a
@@ -65,7 +66,7 @@ class Trainer:
         # XLA applies to the per-replica step, or with blocks to the steps over one block; the loop around it that
         # calls next() stays a plain tf.function (iterators do not compile).
         # The step and the loop are written without autograph (tensor control flow is tf.while_loop / tf.cond):
-        # converting them was ~40% of the first step's trace (digits/cnn: ~1 s of ~2.2 s on a 2-core CPU). The
+        # converting them was about half of the first loop's trace (digits/cnn: 2.1-2.5 s -> 0.9-1.3 s, 2-core CPU). The
         # XLA block loop and the evaluation loops (traced in the background) keep autograph.
         self._step = (tf.function(self._replica_step, jit_compile=True, autograph=False) if self.jit_compile
                       else self._replica_step)

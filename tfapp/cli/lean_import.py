@@ -17,8 +17,8 @@ OPTIONAL = ("jax", "matplotlib", "sklearn")  # imported by TF / Keras only insid
 
 @contextlib.contextmanager
 def lean_imports():
-    """Within: `import jax`, `import matplotlib(.pyplot)` and `import sklearn` raise ImportError unless already imported (or the
-    Keras backend is JAX); after: as before."""
+    """Within: `import jax`, `import matplotlib(.pyplot)` and `import sklearn` raise ImportError unless already
+    imported (or, for JAX, the Keras backend is JAX); after: as before."""
     names = [name for name in OPTIONAL if name not in sys.modules
              and not (name == "jax" and os.environ.get("KERAS_BACKEND") == "jax")]
     for name in names:
