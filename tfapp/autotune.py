@@ -55,9 +55,10 @@ class AutotuneResult:
                 "choice": {"jit_compile": self.jit_compile, "steps_per_loop": self.steps_per_loop}}
 
 
-def jit_candidates(choice, strategy, blocks=False):
+def jit_candidates(choice, strategy, blocks=False, xla_known_best=False):
     """XLA settings worth measuring for `--jit_compile=choice` on `strategy`; `blocks`: the loop takes blocks of
-    in-memory batches, so "block" (one XLA program per block) is a candidate too."""
+    in-memory batches, so "block" (one XLA program per block) is a candidate too; `xla_known_best`: the task
+    measured XLA per step to win for this model (`Task.xla_models`), so auto takes it where XLA can run."""
     if choice in ("true", True):
         return [True]
     if choice in ("false", False):
@@ -68,6 +69,8 @@ def jit_candidates(choice, strategy, blocks=False):
         return [True]  # TPUs only run compiled steps
     if strategy.num_replicas_in_sync > 1 and not tf.config.list_logical_devices("GPU"):
         return [False]  # one replica per logical CPU: XLA cannot reach the other devices' variables
+    if xla_known_best:
+        return [True]
     # XLA per block first: where it applies it beat XLA per step (digits MLP ~5,400 against ~3,850 steps/s), and
     # a tight budget may pay for only one compile.
     return [False, "block", True] if blocks else [False, True]

@@ -26,7 +26,7 @@ import tensorflow as tf  # tf.data only: the model runs on JAX
 import pipelines
 from pipelines import batching
 from strategies import jax_mesh
-from tfapp import checkpoints, flops, jax_checkpoints, jax_loop
+from tfapp import checkpoints, compile_cache, flops, jax_checkpoints, jax_loop
 from tfapp import run
 from tfapp.config import ConfigError
 
@@ -54,6 +54,7 @@ def prepare(config):
             raise ConfigError(str(error)) from None
     model_dir, resuming = run.resolve_run_dir(config)
     config = dataclasses.replace(config, model_dir=model_dir)
+    compile_cache.enable("jax")
     with run.timed(startup, "data_load_s"):
         source = run.load_source(config, task)
     keras.utils.set_random_seed(config.seed)

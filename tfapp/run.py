@@ -24,7 +24,7 @@ import tensorflow as tf
 import pipelines
 import pipelines.augment
 import strategies
-from tfapp import autotune, autotune_cache, checkpoints, export, host_loop, loop, plots, report, tasks
+from tfapp import autotune, autotune_cache, checkpoints, compile_cache, export, host_loop, loop, plots, report, tasks
 from tfapp.config import PRECISIONS, ConfigError
 
 
@@ -85,7 +85,9 @@ def build_optimizer(config, model=None):
     learning_rate = learning_rate_schedule(config)
     if config.optimizer == "muon":
         output_layer = [f"^{re.escape(model.layers[-1].name)}/"] if model is not None else []
-        optimizer = keras.optimizers.Muon(learning_rate, adam_beta_2=0.99, weight_decay=0.0, adam_weight_decay=0.0,
+        # None, not 0.0: Keras's Muon builds `variable - variable * 0 * lr` (the schedule evaluated again) for every
+        # variable when a decay is 0.0, ~3 s of tracing and ops in every step that change nothing.
+        optimizer = keras.optimizers.Muon(learning_rate, adam_beta_2=0.99, weight_decay=None, adam_weight_decay=None,
                                           exclude_layers=output_layer)
     else:
         optimizer = keras.optimizers.Adam(learning_rate)
@@ -137,6 +139,7 @@ def prepare(config):
         from tfapp import jax_run
         return jax_run.prepare(config)
     task = tasks.get_task(config.task).for_model(config.model)
+    compile_cache.enable("tensorflow")  # before the strategy: TensorFlow reads TF_XLA_FLAGS when it makes devices
     startup = {}
     with timed(startup, "strategy_s"):
         strategy = strategies.get_strategy(config.strategy, tpu=config.tpu, num_cpu_devices=config.num_cpu_devices)
@@ -211,7 +214,8 @@ def choose_trainer(experiment):
         from tfapp import jax_run
         jits = jax_run.jit_candidates(config.jit_compile, experiment.model, strategy.devices[0].platform)
     else:
-        jits = autotune.jit_candidates(config.jit_compile, strategy, blocks=bool(experiment.block))
+        jits = autotune.jit_candidates(config.jit_compile, strategy, blocks=bool(experiment.block),
+                                       xla_known_best=config.model in task.xla_models)
     fixed_spl = None if config.steps_per_loop == "auto" else int(config.steps_per_loop)
     if len(jits) == 1 and fixed_spl:
         return make_trainer(jits[0]), fixed_spl, {"source": "fixed", "reason": "set by flags"}

@@ -70,6 +70,15 @@ def test_jit_candidates_follow_the_strategy():
     assert autotune.jit_candidates("auto", default, blocks=True) == [False, "block", True]
     assert autotune.jit_candidates("block", default, blocks=True) == ["block"]
     assert autotune.jit_candidates("block", default) == [True]  # no blocks: XLA per step
+    # a model measured to win under XLA (Task.xla_models): auto takes XLA per step; an explicit choice still rules
+    assert autotune.jit_candidates("auto", default, xla_known_best=True) == [True]
+    assert autotune.jit_candidates("false", default, xla_known_best=True) == [False]
+
+
+def test_the_language_model_gpt_trains_under_xla_by_default():
+    from tfapp import tasks
+    assert "gpt" in tasks.get_task("language_model").xla_models
+    assert "lstm" not in tasks.get_task("language_model").xla_models
 
 
 def test_auto_run_records_autotune_in_report(tmp_path, monkeypatch):

@@ -37,6 +37,8 @@ def test_muon_orthogonalizes_hidden_kernels_and_leaves_the_output_layer_to_adam(
     assert adam_step[f"{output}/kernel"] and adam_step[f"{output}/bias"]  # the output layer: Adam
     hidden = [path for path, adam in adam_step.items() if path.endswith("kernel") and not path.startswith(output)]
     assert hidden and not any(adam_step[path] for path in hidden)  # every hidden 2-D kernel: Muon
+    # no decay, and none of Keras's Muon `variable - variable * 0 * lr` ops (built for a decay of 0.0, not None)
+    assert optimizer.weight_decay is None and optimizer.adam_weight_decay is None
     report = run.train(experiment)
     assert report["final_metrics"]["accuracy"] > 0.8 and report["config"]["optimizer"] == "muon"
 

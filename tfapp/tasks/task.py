@@ -37,6 +37,9 @@ class Task:
     # --model_parallel on JAX: {regex on variable paths: axis per dimension ("model" or None)}, tried before the
     # generic rule of strategies.jax_mesh.ShardedKernels.
     layout_rules: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
+    # --model names for which --jit_compile=auto means XLA without measuring: measured to win by more than
+    # measuring would cost (the compile alone exceeds --autotune_seconds, so auto would never try it).
+    xla_models: tuple = ()
     # curves.png's x axis: (spec, config) -> (label, units per optimizer step); None: optimizer steps.
     x_axis: Optional[Callable] = None
 
