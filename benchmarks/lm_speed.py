@@ -4,8 +4,8 @@
     python benchmarks/lm_speed.py                         # every runner once
     python benchmarks/lm_speed.py --rounds=2 --runners=tf_auto,tf_xla
 
-Each run is a fresh `tfapp-train` process with the task's defaults (gpt, batch 32 × 64 characters, 1,000 steps)
-and `--target_metric=1.88`, a fresh autotune cache per invocation; figures come from its report.json:
+Each run is a fresh `tfapp-train` process with the task's defaults (gpt, batch 16 × 64 characters, Muon, XLA,
+1,000 steps) and `--target_metric=1.88`, a fresh autotune cache per invocation; figures come from its report.json:
 `time_to_target_s` (seconds from the command to the first evaluation at or below 1.88; evaluations every 250
 steps, so this is an upper bound), tokens/s = steps/s × batch × sequence length (steady state, compilation
 excluded), MFU, final validation loss and the whole run's wall time. Runners:

@@ -1,15 +1,17 @@
-"""Compiled XLA programs kept between runs on one machine: the same command run again skips the XLA compile.
+"""`--backend=jax`: compiled XLA programs kept between runs on one machine, so the same command compiles once.
 
-    TFAPP_CACHE_DIR=/tmp/c tfapp-train --task=language_model   # programs in /tmp/c/xla/<machine key>/
-    TFAPP_COMPILE_CACHE=0 tfapp-train …                        # off
+    TFAPP_CACHE_DIR=/tmp/c tfapp-train --backend=jax --task=language_model   # programs in /tmp/c/jax/<machine key>/
+    TFAPP_COMPILE_CACHE=0 tfapp-train --backend=jax …                        # off
 
-TensorFlow reads `--tf_xla_persistent_cache_directory` from `TF_XLA_FLAGS` at its first XLA compile (not at
-import), so `enable()` works after `import tensorflow`; JAX takes `jax_compilation_cache_dir`. The language
-model's Muon step (2-core CPU): the first call took 17.2 s cold and 11.1-12.6 s with its program cached
-(docs/tasks.md#language-model). A program is found again only for the same graph (model, batch, optimizer,
-flags); the folder is keyed by framework version and CPU features, since a program compiled for one CPU must not
-run on another (a home directory shared between machines). At each start the oldest files beyond `MAX_BYTES`
-are deleted. Your own `--tf_xla_persistent_cache_directory` in `TF_XLA_FLAGS` wins.
+JAX's persistent compilation cache (`jax_compilation_cache_dir`) keys a program by its HLO and compile options:
+the language model's first step took 26.1 s cold and 16.6 s with its programs cached (2-core CPU, 20-step runs,
+docs/tasks.md#language-model). The folder is keyed by JAX's version and the CPU's features, since a program
+compiled for one CPU must not run on another (a home directory shared between machines), and at each start the
+oldest files beyond `MAX_BYTES` are deleted.
+
+The TensorFlow engine has no such cache: TF's `--tf_xla_persistent_cache_directory` keys a program by the traced
+function's name, which carries a process-wide counter that tfapp's background tracing (evaluation, FLOPs) moves
+from run to run, so each of four repeats of one command wrote at least one new ~2-7 MB program (2026-12-02).
 """
 import hashlib
 import os
@@ -17,8 +19,7 @@ import platform
 
 from tfapp import local_cache
 
-MAX_BYTES = 2 * 2**30  # the language model's program is ~7 MB; a few hundred programs fit
-TF_FLAG = "--tf_xla_persistent_cache_directory"
+MAX_BYTES = 2 * 2**30  # the language model's programs are ~1 MB
 
 
 def machine_key(framework_version):
@@ -53,25 +54,16 @@ def prune(directory, max_bytes=MAX_BYTES):
         total -= size
 
 
-def enable(engine):
-    """Turns the cache on for `engine` ("tensorflow" or "jax"); returns its folder, or None when off."""
+def enable_jax():
+    """Points JAX's compilation cache at this machine's folder; returns it, or None when off or unwritable."""
     if os.environ.get("TFAPP_COMPILE_CACHE", "1") == "0":
         return None
-    if engine == "jax":
-        import jax
-        directory = local_cache.path("jax", machine_key(f"jax {jax.__version__}"))
-    else:
-        if TF_FLAG in os.environ.get("TF_XLA_FLAGS", ""):
-            return None  # the user's own
-        import tensorflow as tf
-        directory = local_cache.path("xla", machine_key(f"tensorflow {tf.__version__}"))
+    import jax
+    directory = local_cache.path("jax", machine_key(f"jax {jax.__version__}"))
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError:
         return None  # a cache only saves time
     prune(directory)
-    if engine == "jax":
-        jax.config.update("jax_compilation_cache_dir", directory)
-    else:
-        os.environ["TF_XLA_FLAGS"] = f"{os.environ.get('TF_XLA_FLAGS', '')} {TF_FLAG}={directory}".strip()
+    jax.config.update("jax_compilation_cache_dir", directory)
     return directory

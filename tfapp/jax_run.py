@@ -54,7 +54,7 @@ def prepare(config):
             raise ConfigError(str(error)) from None
     model_dir, resuming = run.resolve_run_dir(config)
     config = dataclasses.replace(config, model_dir=model_dir)
-    compile_cache.enable("jax")
+    compile_cache.enable_jax()
     with run.timed(startup, "data_load_s"):
         source = run.load_source(config, task)
     keras.utils.set_random_seed(config.seed)

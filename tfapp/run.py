@@ -24,7 +24,7 @@ import tensorflow as tf
 import pipelines
 import pipelines.augment
 import strategies
-from tfapp import autotune, autotune_cache, checkpoints, compile_cache, export, host_loop, loop, plots, report, tasks
+from tfapp import autotune, autotune_cache, checkpoints, export, host_loop, loop, plots, report, tasks
 from tfapp.config import PRECISIONS, ConfigError
 
 
@@ -139,7 +139,6 @@ def prepare(config):
         from tfapp import jax_run
         return jax_run.prepare(config)
     task = tasks.get_task(config.task).for_model(config.model)
-    compile_cache.enable("tensorflow")  # before the strategy: TensorFlow reads TF_XLA_FLAGS when it makes devices
     startup = {}
     with timed(startup, "strategy_s"):
         strategy = strategies.get_strategy(config.strategy, tpu=config.tpu, num_cpu_devices=config.num_cpu_devices)

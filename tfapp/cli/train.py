@@ -28,7 +28,6 @@ with lean_imports():  # optional imports of TF and Keras (JAX, pyplot, scikit-le
     import tensorflow as tf
 
     from tfapp import checkpoints
-    from tfapp import compile_cache
     from tfapp import host_loop
     from tfapp import run as run_lib
     from tfapp.config import ConfigError
@@ -117,8 +116,6 @@ def main(argv):
 
 def run():
     tfapp_flags.define_flags()
-    # Before absl's app.run: a TensorFlow hook it runs lists the devices, after which TF_XLA_FLAGS is read.
-    compile_cache.enable("tensorflow")
     leave.run(main)  # absl's app.run, then an exit without the seconds of interpreter teardown
 
 
