@@ -48,7 +48,8 @@ def test_loop_sizes_cut_at_eval_boundaries_and_the_end():
 
 
 def _two_xla_steps(task_name, model_name, data, options, source=None):
-    """Builds the model on `data` and runs two train steps with jit_compile=True; returns the source."""
+    """Builds the model on `data`, runs two train steps and evaluates two batches with jit_compile=True (the
+    evaluation step compiles too); returns the source."""
     task = tasks.get_task(task_name).for_model(model_name)
     config = config_lib.Config(task=task_name, model=model_name, strategy="default", data=data,
                                **options).resolved(smoke=True)
@@ -65,6 +66,9 @@ def _two_xla_steps(task_name, model_name, data, options, source=None):
     values = trainer.train(iter(dataset), 2)
     assert np.isfinite(values["loss"])
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights())), model_name
+    eval_data = pipelines.eval_dataset(source.splits["test"], task.preprocessor(source.spec), config.batch_size,
+                                       source.num_examples["test"], vectorized=task.vectorized_preprocess).take(2)
+    assert all(np.isfinite(value) for value in trainer.evaluate(eval_data).values()), model_name
     return source
 
 
