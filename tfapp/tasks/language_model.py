@@ -242,8 +242,9 @@ TASK = Task(
     preprocess_for=preprocess_for,
     baselines=baselines,
     layout_rules=GPT_LAYOUT,
-    # XLA per step, measured (2-core CPU, docs/tasks.md#language-model): ~130 against ~185 ms per Muon step at
-    # batch 16; its compile (~7 s more than the plain trace) pays back after ~150 of the run's 1,000 steps.
+    # XLA per step, measured on `gpt` (2-core CPU, docs/tasks.md#language-model): ~130 against ~185 ms per Muon
+    # step at batch 16; its compile (~7 s more than the plain trace) pays back after ~150 of the run's 1,000 steps.
+    # `gpt_small` (the same blocks, wider) is included by analogy, not measured.
     xla_models=("gpt", "gpt_small"),
     x_axis=lambda spec, config: ("characters (tokens) seen", config.batch_size * spec["sequence_length"]),
 )
