@@ -17,13 +17,16 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tfapp import muon  # noqa: E402
 from tfapp.tasks import language_model  # noqa: E402
 
 SPEC = {"sequence_length": 64, "vocabulary_size": 66}
 BATCH = 16
 OPTIMIZERS = {"fwd": lambda: None, "fwdbwd": lambda: None, "adam": lambda: keras.optimizers.Adam(1e-3),
               "muon5": lambda: keras.optimizers.Muon(1e-3, weight_decay=None, adam_weight_decay=None),
-              "muon3": lambda: keras.optimizers.Muon(1e-3, weight_decay=None, adam_weight_decay=None, ns_steps=3)}
+              "muon3": lambda: keras.optimizers.Muon(1e-3, weight_decay=None, adam_weight_decay=None, ns_steps=3),
+              "grouped": lambda: muon.GroupedMuon(1e-3, weight_decay=None, adam_weight_decay=None),
+              "grouped3": lambda: muon.GroupedMuon(1e-3, weight_decay=None, adam_weight_decay=None, ns_steps=3)}
 
 
 def bench(part, jit):

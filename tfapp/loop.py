@@ -81,6 +81,9 @@ class Trainer:
         self._eval_loop = tf.function(self._eval_loop_fn)
         self._eval_steps = tf.function(self._eval_steps_fn)
         self._eval_source = self._eval_iterator = None
+        # Called once, after the train loop's first trace and before its first run (when XLA compiles the step):
+        # background work started then overlaps the compile instead of the loops.
+        self.on_traced = None
         self._eval_lock = threading.Lock()  # prepare_evaluate (a background thread) and evaluate share the iterator
 
     def _replica_step(self, features, labels):
@@ -278,8 +281,12 @@ class Trainer:
             self.overlap_input = all(isinstance(s, tf.TensorSpec) for s in tf.nest.flatten(self._pending_spec))
         if self.overlap_input and not self._pending_valid:
             self._fetch_ahead(iterator)
-        self.last_input_wait, self.last_input_handover = (
-            float(t) for t in self._train_loop(iterator, tf.constant(num_steps, tf.int32)))
+        steps = tf.constant(num_steps, tf.int32)
+        if self.on_traced is not None:
+            self._train_loop.get_concrete_function(iterator, steps)
+            on_traced, self.on_traced = self.on_traced, None
+            on_traced()
+        self.last_input_wait, self.last_input_handover = (float(t) for t in self._train_loop(iterator, steps))
         return _results(self.train_loss, self.train_metrics)
 
     def _eval_iterator_for(self, dataset):

@@ -24,7 +24,7 @@ import tensorflow as tf
 import pipelines
 import pipelines.augment
 import strategies
-from tfapp import autotune, autotune_cache, checkpoints, export, host_loop, loop, plots, report, tasks
+from tfapp import autotune, autotune_cache, checkpoints, export, host_loop, loop, muon, plots, report, tasks
 from tfapp.config import PRECISIONS, ConfigError
 
 
@@ -87,8 +87,8 @@ def build_optimizer(config, model=None):
         output_layer = [f"^{re.escape(model.layers[-1].name)}/"] if model is not None else []
         # None, not 0.0: Keras's Muon builds `variable - variable * 0 * lr` (the schedule evaluated again) for every
         # variable when a decay is 0.0, ~3 s of tracing and ops in every step that change nothing.
-        optimizer = keras.optimizers.Muon(learning_rate, adam_beta_2=0.99, weight_decay=None, adam_weight_decay=None,
-                                          exclude_layers=output_layer)
+        optimizer = muon.GroupedMuon(learning_rate, adam_beta_2=0.99, weight_decay=None, adam_weight_decay=None,
+                                     exclude_layers=output_layer)
     else:
         optimizer = keras.optimizers.Adam(learning_rate)
     if config.mixed_precision == "float16":
@@ -194,20 +194,25 @@ def prepare(config):
                       is_chief, make_train_data, resumed_from, block, startup, eval_steps)
 
 
-def choose_trainer(experiment):
+def choose_trainer(experiment, on_traced=None):
     """(loop.Trainer with the configured, cached or measured XLA setting, its steps per loop, the autotune
-    record for report.json: "source" is "fixed", "cache" or "measured")."""
+    record for report.json: "source" is "fixed", "cache" or "measured"). `on_traced(trainer)`: called once the
+    run's TensorFlow trainer has traced its train loop, before XLA compiles it, when the setting is known
+    without measuring several (see loop.Trainer.on_traced)."""
     config, strategy, task = experiment.config, experiment.strategy, experiment.task
 
     jax_engine = experiment.engine == "jax"
 
-    def make_trainer(jit):
+    def make_trainer(jit, final=False):
         if jax_engine:
             from tfapp import jax_run
             return jax_run.make_trainer(experiment, jit)  # XLA per step or per block
-        return loop.Trainer(strategy, experiment.model, experiment.optimizer, task.loss(), task.metrics,
-                            config.batch_size, jit_compile=jit, measure_input_wait=not config.deterministic,
-                            block=experiment.block)
+        trainer = loop.Trainer(strategy, experiment.model, experiment.optimizer, task.loss(), task.metrics,
+                               config.batch_size, jit_compile=jit, measure_input_wait=not config.deterministic,
+                               block=experiment.block)
+        if final and on_traced:
+            trainer.on_traced = functools.partial(on_traced, trainer)
+        return trainer
 
     if jax_engine:
         from tfapp import jax_run
@@ -217,19 +222,19 @@ def choose_trainer(experiment):
                                        xla_known_best=config.model in task.xla_models)
     fixed_spl = None if config.steps_per_loop == "auto" else int(config.steps_per_loop)
     if len(jits) == 1 and fixed_spl:
-        return make_trainer(jits[0]), fixed_spl, {"source": "fixed", "reason": "set by flags"}
+        return make_trainer(jits[0], final=True), fixed_spl, {"source": "fixed", "reason": "set by flags"}
     if config.deterministic:
         # Measuring runs a time-dependent number of steps: fixed settings keep runs identical. XLA and the plain
         # step round differently: keep one numeric path.
         jit = jits[0] if config.jit_compile != "auto" or jax_engine else False
-        return make_trainer(jit), fixed_spl or 16, {"source": "fixed", "reason": "--deterministic: no XLA unless "
+        return make_trainer(jit, final=True), fixed_spl or 16, {"source": "fixed", "reason": "--deterministic: no XLA unless "
                                                     "--jit_compile says so (JAX: its likelier setting), 16 steps per loop "
                                                     "unless set"}
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or (
             jax_engine and strategy.input_context().num_input_pipelines > 1):
         # Workers time differently and must not choose differently: fixed, stated choice instead of measuring.
         jit = jits[0] if jax_engine else False
-        return make_trainer(jit), fixed_spl or 16, {"source": "fixed", "reason": "multi-worker: "
+        return make_trainer(jit, final=True), fixed_spl or 16, {"source": "fixed", "reason": "multi-worker: "
                                                     f"jit_compile={jit}, 16 steps per loop unless set"}
     start_step = int(experiment.optimizer.iterations.numpy())
     planned = config.train_steps - start_step
@@ -238,12 +243,12 @@ def choose_trainer(experiment):
         else None
     if entry:
         choice = entry["choice"]
-        return make_trainer(choice["jit_compile"]), int(choice["steps_per_loop"]), {
+        return make_trainer(choice["jit_compile"], final=True), int(choice["steps_per_loop"]), {
             "source": "cache", "cache_file": autotune_cache.file_for(cache_key), "choice": choice,
             "steps_per_second": entry["steps_per_second"], "measured": entry["written"]}
     # Measuring reads a dataset of its own: iterators of one dataset share its shuffle state, so reading ahead
     # here would change the run's data order.
-    result = autotune.autotune(make_trainer, iter(experiment.make_train_data(start_step)), jits, fixed_spl,
+    result = autotune.autotune(functools.partial(make_trainer, final=len(jits) == 1), iter(experiment.make_train_data(start_step)), jits, fixed_spl,
                                budget_seconds=config.autotune_seconds, planned_steps=planned,
                                variables=lambda: experiment.model.variables + experiment.optimizer.variables)
     if jax_engine:  # measuring trained the trainer's own copy of the state: start again from the variables
@@ -285,18 +290,17 @@ def train(experiment, start_time=None, callbacks=()):
     tf.io.gfile.makedirs(write_dir)
     checkpoints.write_config(write_dir, dataclasses.asdict(config))
     startup = experiment.startup
-    with timed(startup, "autotune_s"):
-        trainer, steps_per_loop, autotune_record = choose_trainer(experiment)
-    start_step = int(experiment.optimizer.iterations.numpy())
-    run_log = report.RunLog(write_dir, keep_until=start_step if experiment.resumed_from else None)
-    run_log.log_hparams(dataclasses.asdict(config))
-    # Work the end of the run needs, done in the shadow of training once the first loop has traced the step
-    # (compiled loops release the GIL): the eval function's trace, FLOPs, the export's model copy and traced
-    # signatures, matplotlib's set-up.
+    # Work the end of the run needs, done in the shadow of training once the step is traced (XLA compiles and
+    # compiled loops release the GIL): the eval function's trace, FLOPs, the export's model copy and traced
+    # signatures, matplotlib's set-up. It starts while XLA compiles the step when the setting is known up front
+    # (one core is left idle then: the language model's first step came ~2 s sooner, docs/tasks.md), else
+    # after the first loop.
     shadow = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tfapp-shadow")
     futures = {}
 
-    def start_shadow_work():
+    def start_shadow_work(trainer):
+        if "flops" in futures:
+            return
         if hasattr(trainer, "prepare_evaluate"):  # the first evaluation comes soonest (if it fails, evaluate traces)
             shadow.submit(trainer.prepare_evaluate, experiment.eval_data, experiment.eval_steps)
         futures["flops"] = shadow.submit(step_flops_and_peak, experiment, trainer)
@@ -307,12 +311,17 @@ def train(experiment, start_time=None, callbacks=()):
         shadow.submit(plots.warm_up)
         shadow.submit(lambda: futures.setdefault("done_at", time.perf_counter()))  # loops after it run alone
 
+    with timed(startup, "autotune_s"):
+        trainer, steps_per_loop, autotune_record = choose_trainer(experiment, on_traced=start_shadow_work)
+    start_step = int(experiment.optimizer.iterations.numpy())
+    run_log = report.RunLog(write_dir, keep_until=start_step if experiment.resumed_from else None)
+    run_log.log_hparams(dataclasses.asdict(config))
     try:
         try:
             outcome = host_loop.run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time,
-                                          callbacks, after_first_loop=start_shadow_work)
+                                          callbacks, after_first_loop=lambda: start_shadow_work(trainer))
             if "flops" not in futures:  # no loop ran (resumed at the last step)
-                start_shadow_work()
+                start_shadow_work(trainer)
             flops_per_step, peak = futures["flops"].result()
             for step, speed in outcome.loop_speeds:  # per-loop MFU into TensorBoard
                 run_log.log(step, "train", {"mfu": flops_per_step * speed / peak}, csv_too=False)
