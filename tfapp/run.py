@@ -227,9 +227,9 @@ def choose_trainer(experiment, on_traced=None):
         # Measuring runs a time-dependent number of steps: fixed settings keep runs identical. XLA and the plain
         # step round differently: keep one numeric path.
         jit = jits[0] if config.jit_compile != "auto" or jax_engine else False
-        return make_trainer(jit, final=True), fixed_spl or 16, {"source": "fixed", "reason": "--deterministic: no XLA unless "
-                                                    "--jit_compile says so (JAX: its likelier setting), 16 steps per loop "
-                                                    "unless set"}
+        return make_trainer(jit, final=True), fixed_spl or 16, {
+            "source": "fixed", "reason": "--deterministic: no XLA unless --jit_compile says so (JAX: its likelier "
+                                         "setting), 16 steps per loop unless set"}
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or (
             jax_engine and strategy.input_context().num_input_pipelines > 1):
         # Workers time differently and must not choose differently: fixed, stated choice instead of measuring.
@@ -248,7 +248,8 @@ def choose_trainer(experiment, on_traced=None):
             "steps_per_second": entry["steps_per_second"], "measured": entry["written"]}
     # Measuring reads a dataset of its own: iterators of one dataset share its shuffle state, so reading ahead
     # here would change the run's data order.
-    result = autotune.autotune(functools.partial(make_trainer, final=len(jits) == 1), iter(experiment.make_train_data(start_step)), jits, fixed_spl,
+    result = autotune.autotune(functools.partial(make_trainer, final=len(jits) == 1),
+                               iter(experiment.make_train_data(start_step)), jits, fixed_spl,
                                budget_seconds=config.autotune_seconds, planned_steps=planned,
                                variables=lambda: experiment.model.variables + experiment.optimizer.variables)
     if jax_engine:  # measuring trained the trainer's own copy of the state: start again from the variables
