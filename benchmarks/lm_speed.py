@@ -7,8 +7,8 @@
 Each run is a fresh `tfapp-train` process with the task's defaults (gpt, batch 16 × 64 characters, Muon, XLA,
 1,000 steps) and `--target_metric=1.88`, a fresh autotune cache per invocation; figures come from its report.json:
 `time_to_target_s` (seconds from the command to the first evaluation at or below 1.88; evaluations every 200
-steps (the task default), so this is an upper bound), tokens/s = steps/s × batch × sequence length (steady state, compilation
-excluded), MFU, final validation loss and the whole run's wall time. Runners:
+steps, the task's default, so this is an upper bound), tokens/s = steps/s × batch × sequence length (steady
+state, compilation excluded), MFU, final validation loss and the whole run's wall time. Runners:
   tf_auto   defaults (autotune decides XLA and steps per loop)
   tf_xla    --jit_compile=true
   tf_bf16   --mixed_precision=bfloat16 (AVX512-BF16 on this CPU)

@@ -7,7 +7,7 @@
 kernels of one (oriented) shape stacked, e.g. the 16 [128, 128] attention kernels as one [16, 128, 128] batch and
 the 8 feed-forward ones ([512, 128] ones transposed) as one [8, 128, 512], so a step has two batched
 orthogonalizations, and its Adam part computes its bias corrections once instead of once per variable. Same
-slots, same arithmetic (updates equal Keras's to float32 rounding, `tests/test_muon.py`), same checkpoints.
+slots, same arithmetic (updates equal Keras's to float32 rounding, `tests/tfapp/test_muon.py`), same checkpoints.
 Replicated variables (MirroredStrategy, TPUStrategy, a `keras.distribution` layout) take Keras's per-variable
 path: each replica updates its own copy there.
 """
