@@ -6,7 +6,7 @@
 
 Each run is a fresh `tfapp-train` process with the task's defaults (gpt, batch 16 × 64 characters, Muon, XLA,
 1,000 steps) and `--target_metric=1.88`, a fresh autotune cache per invocation; figures come from its report.json:
-`time_to_target_s` (seconds from the command to the first evaluation at or below 1.88; evaluations every 200
+`time_to_target_s` (seconds from the command to the first evaluation at or below 1.88; evaluations every 175
 steps, the task's default, so this is an upper bound), tokens/s = steps/s × batch × sequence length (steady
 state, compilation excluded), MFU, final validation loss and the whole run's wall time. Runners:
   tf_auto   defaults (autotune decides XLA and steps per loop)

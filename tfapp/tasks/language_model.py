@@ -8,11 +8,11 @@ only the validation part has), fitted once (`adapt`) and applied to the whole st
 windows of ids cut by position (`pipelines/corpus.py`): inputs `[batch, sequence_length]`, targets shifted by one.
 Models (keras.layers / keras.ops only, so they run on both backends): `gpt`, a pre-norm decoder-only transformer of
 the size of nanoGPT's CPU "baby GPT" (4 layers, 4 heads, width 128, context 64, no dropout; rotary positions instead
-of a learned table and zero-initialised residual projections, which reach val loss 1.88 in ~400 steps where
-nanoGPT's architecture took ~500, docs/tasks.md#language-model), `gpt_small` (6 layers,
-6 heads, width 384: nanoGPT's shakespeare-char GPU size) and an `lstm` baseline. Loss: mean cross-entropy per
-token in nats (what nanoGPT calls val loss); metrics: bits per token, perplexity, next-character accuracy;
-baselines: unigram and bigram models' cross-entropy on the same validation split. The export has `serving_default`
+of a learned table, zero-initialised residual projections, a normalised embedding and soft-capped logits, which
+reach val loss 1.88 in ~350 steps where nanoGPT's architecture took ~500, docs/tasks.md#language-model),
+`gpt_small` (6 layers, 6 heads, width 384: nanoGPT's shakespeare-char GPU size) and an `lstm` baseline. Loss:
+mean cross-entropy per token in nats (what nanoGPT calls val loss); metrics: bits per token, perplexity,
+next-character accuracy; baselines: unigram and bigram models' cross-entropy on the same validation split. The export has `serving_default`
 (raw strings → log-probabilities of the next character) and `generate` (prompt → prompt + sampled text; the
 sampling loop is inside the graph).
 """
@@ -119,13 +119,30 @@ class CausalSelfAttention(keras.layers.Layer):
         return {**super().get_config(), "heads": self.heads, "width": self.width}
 
 
-def build_gpt(config, spec, layers=4, heads=4, width=128):
+class SoftCap(keras.layers.Layer):
+    """`cap * tanh(logits / cap)`: logits kept within ±cap (Gemma 2, modded-nanogpt), so early steps cannot push a
+    character's probability to extremes; near zero it is the identity."""
+
+    def __init__(self, cap, **kwargs):
+        super().__init__(**kwargs)
+        self.cap = cap
+
+    def call(self, logits):
+        return keras.ops.tanh(logits / self.cap) * self.cap
+
+    def get_config(self):
+        return {**super().get_config(), "cap": self.cap}
+
+
+def build_gpt(config, spec, layers=4, heads=4, width=128, logit_cap=15.0):
     """Pre-norm decoder-only transformer (causal self-attention with rotary positions + 4x MLP per block; the
-    projections back into the residual stream start at zero)."""
+    projections back into the residual stream start at zero), with the token embedding normalised before the first
+    block and the logits soft-capped at ±`logit_cap`."""
     del config
     tokens = keras.Input((spec["sequence_length"],), dtype="int32", name="tokens")
     x = keras.layers.Embedding(spec["vocabulary_size"], width, name="token_embedding",
                                embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02))(tokens)
+    x = keras.layers.LayerNormalization(epsilon=1e-5, name="embedding_norm")(x)
     for i in range(layers):
         h = keras.layers.LayerNormalization(epsilon=1e-5, name=f"block{i}_norm1")(x)
         h = CausalSelfAttention(heads, width, name=f"block{i}_attention")(h)
@@ -135,7 +152,8 @@ def build_gpt(config, spec, layers=4, heads=4, width=128):
         h = keras.layers.Dense(width, kernel_initializer="zeros", name=f"block{i}_mlp2")(h)
         x = keras.layers.Add(name=f"block{i}_residual2")([x, h])
     x = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")(x)
-    return keras.Model(tokens, keras.layers.Dense(spec["vocabulary_size"], name="logits")(x), name="gpt")
+    logits = keras.layers.Dense(spec["vocabulary_size"], name="logits")(x)
+    return keras.Model(tokens, SoftCap(logit_cap, name="logit_cap")(logits), name="gpt")
 
 
 def build_gpt_small(config, spec):
@@ -238,12 +256,12 @@ TASK = Task(
     preprocess=None,
     vectorized_preprocess=True,
     serving=serving,
-    # Measured (2-core CPU, docs/tasks.md#language-model): Muon reaches val loss 1.88 in ~400 steps of 16 x 64
-    # characters (~0.4M, three seeds: 1.81-1.84 at step 400; Adam: 1.90 after 1,000 such steps with learned
-    # positions), nanoGPT's CPU recipe (AdamW, batch 12, lr 1e-3) needs 2,000 iterations of 12 x 64 (1.5M) for
-    # 1.88. Evaluations every 200 steps land on the crossing. 10 warm-up steps: with
-    # zero-initialised projections and learned positions, 50 gave 0.008-0.015 more at steps 400-500.
-    defaults={"batch_size": 16, "train_steps": 1000, "eval_every": 200, "learning_rate": 4e-3, "optimizer": "muon",
+    # Measured (2-core CPU, docs/tasks.md#language-model): Muon reaches val loss 1.88 in ~350 steps of 16 x 64
+    # characters (~0.36M; three seeds: 1.84-1.85 at step 350 with the normalised embedding, the logit cap and
+    # 6e-3; 1.86-1.89 without them at 4e-3), nanoGPT's CPU recipe (AdamW, batch 12, lr 1e-3) needs 2,000
+    # iterations of 12 x 64 (1.5M) for 1.88. Evaluations every 175 steps land on the crossing. 10 warm-up steps:
+    # with zero-initialised projections and learned positions, 50 gave 0.008-0.015 more at steps 400-500.
+    defaults={"batch_size": 16, "train_steps": 1000, "eval_every": 175, "learning_rate": 6e-3, "optimizer": "muon",
               "lr_schedule": "cosine", "warmup_steps": 10, "sequence_length": 64},
     smoke={"batch_size": 32, "train_steps": 20, "eval_every": 10, "autotune_seconds": 0.5},
     adapt=adapt,
