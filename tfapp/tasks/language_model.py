@@ -12,9 +12,9 @@ of a learned table, zero-initialised residual projections, a normalised embeddin
 reach val loss 1.88 in ~350 steps where nanoGPT's architecture took ~500, docs/tasks.md#language-model),
 `gpt_small` (6 layers, 6 heads, width 384: nanoGPT's shakespeare-char GPU size) and an `lstm` baseline. Loss:
 mean cross-entropy per token in nats (what nanoGPT calls val loss); metrics: bits per token, perplexity,
-next-character accuracy; baselines: unigram and bigram models' cross-entropy on the same validation split. The export has `serving_default`
-(raw strings → log-probabilities of the next character) and `generate` (prompt → prompt + sampled text; the
-sampling loop is inside the graph).
+next-character accuracy; baselines: unigram and bigram models' cross-entropy on the same validation split. The
+export has `serving_default` (raw strings → log-probabilities of the next character) and `generate` (prompt →
+prompt + sampled text; the sampling loop is inside the graph).
 """
 import math
 
