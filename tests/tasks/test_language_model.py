@@ -45,6 +45,16 @@ def test_windows_is_a_pure_function():
     np.testing.assert_array_equal(corpus.windows(codepoints, tf.constant([0, 5]), 3), [[0, 1, 2, 3], [5, 6, 7, 8]])
 
 
+def test_soft_cap_bounds_the_logits_keeps_small_ones_and_round_trips_its_config():
+    from tfapp.tasks import language_model
+    cap = language_model.SoftCap(15.0)
+    logits = np.array([[-1e4, -30.0, -0.01, 0.0, 0.01, 30.0, 1e4]], np.float32)
+    capped = np.asarray(cap(logits))
+    assert np.all(np.abs(capped) <= 15.0) and np.all(np.diff(capped) > 0)  # bounded, order kept
+    np.testing.assert_allclose(capped[0, 2:5], logits[0, 2:5], rtol=1e-5)  # ~ identity near zero
+    assert language_model.SoftCap.from_config(cap.get_config()).cap == 15.0
+
+
 def test_gpt_learns_beats_the_unigram_baseline_and_the_export_generates(tmp_path):
     config = config_lib.Config(task="language_model", train_steps=150, eval_every=150, batch_size=32,
                                steps_per_loop="25", jit_compile="false", warmup_steps=20,
