@@ -19,7 +19,8 @@ from tfapp import config as config_lib
 from tfapp.cli import export as export_cli
 
 pytest.importorskip("jax")
-TWO_CPU_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+# Two CPU devices, also on a machine with a GPU (where JAX would otherwise pick the GPU: one device)
+TWO_CPU_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
 FAULTS = ["--backend=jax", "--train_steps=600", "--eval_every=100", "--checkpoint_every=50", "--steps_per_loop=10",
           "--deterministic", "--noexport"]
 
@@ -86,8 +87,24 @@ def test_missing_jax_is_a_one_line_error(monkeypatch):
     from tfapp.cli import train as train_cli
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
-    with pytest.raises(config_lib.ConfigError, match=r'--backend=jax: JAX is not installed; pip install -e ".\[jax\]"'):
+    with pytest.raises(config_lib.ConfigError, match=r'--backend=jax: JAX is not installed in this Python; pip '
+                                                    r'install -e ".\[jax\]" \(CPU\), pip install "jax\[cuda12\]"'):
         train_cli._use_jax(config_lib.Config(backend="jax").resolved(smoke=True))
+
+
+def test_missing_jax_ends_the_command_with_one_line(tmp_path):
+    """As after the README's install (no JAX): `tfapp-train --backend=jax` stops with one line, exit 2, nothing written
+    (before, Keras's import of jax ended it in a 35-line ModuleNotFoundError)."""
+    code = ("import sys, runpy; sys.modules['jax'] = None; "  # `import jax` fails, find_spec('jax') is None
+            f"sys.argv = ['tfapp-train', '--backend=jax', '--model_dir={tmp_path / 'run'}']; "
+            "runpy.run_module('tfapp.cli.train', run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "KERAS_BACKEND": ""})
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines() == [
+        'tfapp-train: error: --backend=jax: JAX is not installed in this Python; pip install -e ".[jax]" (CPU), '
+        'pip install "jax[cuda12]" (NVIDIA GPU) or pip install "jax[tpu]" (Cloud TPU VM)']
+    assert not (tmp_path / "run").exists()
 
 
 def _start(model_dir, extra=()):

@@ -8,7 +8,7 @@ from tests.conftest import read_report
 from tfapp import config as config_lib
 
 pytest.importorskip("jax")
-FOUR_CPU_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+FOUR_CPU_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
 COMMON = ["--backend=jax", "--task=language_model", "--train_steps=20", "--eval_every=20", "--steps_per_loop=1",
           "--noexport"]
 

@@ -11,8 +11,21 @@ import sys
 import time
 
 START_TIME = time.time()
+# Where to get JAX: the CPU build comes with the project's extra; accelerators need their own build of jaxlib.
+JAX_MISSING = ("--backend=jax: JAX is not installed in this Python; pip install -e \".[jax]\" (CPU), "
+               "pip install \"jax[cuda12]\" (NVIDIA GPU) or pip install \"jax[tpu]\" (Cloud TPU VM)")
+
+
+def _jax_missing():
+    import importlib.util
+    return importlib.util.find_spec("jax") is None
+
+
 if "--backend=jax" in sys.argv[1:] or "--backend" in sys.argv[1:-1] and \
         sys.argv[sys.argv.index("--backend") + 1] == "jax":
+    if _jax_missing():  # Keras would import jax next and end in a long ModuleNotFoundError
+        print(f"tfapp-train: error: {JAX_MISSING}", file=sys.stderr)
+        sys.exit(2)
     os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported; a --flagfile's is re-executed
 from tfapp.cli import leave, tf_logs  # noqa: E402
 
@@ -45,11 +58,9 @@ def summary_line(content):
 
 def _use_jax(config):
     """--backend=jax: re-runs this command with KERAS_BACKEND=jax (Keras picks its backend once, at import)."""
-    import importlib.util
     import keras
-    if importlib.util.find_spec("jax") is None:
-        raise ConfigError("--backend=jax: JAX is not installed; pip install -e \".[jax]\" (on TPU VMs: "
-                          "pip install \"jax[tpu]\")")
+    if _jax_missing():
+        raise ConfigError(JAX_MISSING)
     if keras.backend.backend() != "jax":
         sys.stdout.flush()
         tf_logs.restore()  # the pipe's reader does not survive exec; the new process filters for itself
