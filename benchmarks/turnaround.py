@@ -118,7 +118,7 @@ def _peak_cache():
     sys.path.insert(0, REPO)
     import strategies
     from tfapp import flops, local_cache, report
-    flops.peak_flops_per_second("float32", device_key=report.device_description(strategies.get_strategy("default")))
+    flops.device_peak("float32", None, report.device_description(strategies.get_strategy("default")))
     return local_cache.path(flops.CACHE_FILE)
 
 

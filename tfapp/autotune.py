@@ -123,6 +123,20 @@ def loop_size(steps_per_second, candidates=STEPS_PER_LOOP_CANDIDATES):
     return max(fitting) if fitting else min(candidates)
 
 
+class LoopSizeFromSpeed:
+    """`--steps_per_loop=auto` without a probe (the JAX engine): the run's own loops time the step, and each next
+    loop takes `loop_size` of the fastest loop so far (a short loop carries its fixed cost over fewer steps, so
+    the estimate only grows). `size` is the loop size now; the host loop calls `observe` after each timed loop."""
+
+    def __init__(self, first=STEPS_PER_LOOP_CANDIDATES[1]):
+        self.size, self._fastest = first, 0.0
+
+    def observe(self, steps, seconds):
+        if seconds > 0 and steps / seconds > self._fastest:
+            self._fastest = steps / seconds
+            self.size = loop_size(self._fastest)
+
+
 def _compile(make_trainer, jit, iterator, measurements):
     """A trainer for `jit` after its first (tracing, compiling) step, or None if it failed to compile."""
     trainer = make_trainer(jit)

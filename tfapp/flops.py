@@ -1,12 +1,17 @@
-"""FLOPs of one train step (TF's profiler on the step's graph) and the device's peak (a measured matmul), for MFU.
+"""FLOPs of one train step and the peak FLOP/s of the device, for MFU.
 
-    python -c "from tfapp import flops; print(flops.peak_flops_per_second('float32'))"
+    python -c "from tfapp import flops; print(flops.device_peak('float32', None, 'this CPU'))"
 
 `step_flops` counts the float operations of forward + backward for one replica's batch with
-`tf.compat.v1.profiler`'s `float_operation` view (ops with registered FLOP statistics: MatMul, Conv2D and their
-gradients, BiasAdd, element-wise math), times the number of replicas. The optimizer update is not counted.
-The peak is a bounded square-matmul measurement on the first compute device, cached per machine and dtype in
-`peak_flops.json` of the tfapp cache directory (`tfapp/local_cache.py`; delete it to re-measure).
+`tf.compat.v1.profiler`'s `float_operation` view of the graph (ops with registered FLOP statistics: MatMul,
+Conv2D and their gradients, BiasAdd, element-wise math), times the number of replicas: a count of the program,
+not of the kernels a backend picks. The optimizer update is not counted (MFU counts the model's FLOPs; the JAX
+engine counts the same, see tfapp.jax_run). The transformer's count is within 10% of 6·N·tokens + attention
+(tests/tfapp/test_flops.py).
+`device_peak`: the chip's published dense peak where `tfapp.peaks` recognises it, else square matmuls in the
+compute dtype measured on the first device, grown until their FLOP/s stop rising (a 1024-sized product
+understates a GPU's peak several times), cached per machine and dtype in `peak_flops.json` of the tfapp cache
+directory (`tfapp/local_cache.py`; delete it to re-measure).
 """
 import contextlib
 import hashlib
@@ -17,7 +22,7 @@ import time
 
 import tensorflow as tf
 
-from tfapp import local_cache
+from tfapp import local_cache, peaks
 
 CACHE_FILE = "peak_flops.json"  # in local_cache.directory()
 STEP_CACHE_FILE = "step_flops.json"  # FLOPs per step of the models measured on this machine
@@ -93,10 +98,36 @@ def _measure_peak(dtype, size, seconds):
     return 2.0 * size ** 3 * n / elapsed
 
 
-def peak_flops_per_second(dtype="float32", device_key="", size=1024, seconds=0.3, cache_path=None,
-                          measure=_measure_peak):
-    """Measured matmul FLOP/s for `dtype` on this machine, cached under `device_key` (e.g. the device string) in
-    `cache_path` (default: peak_flops.json in the tfapp cache directory); `measure(tf dtype, size, seconds)`
-    times it (the JAX engine passes a jitted one)."""
-    return local_cache.memoized(cache_path or local_cache.path(CACHE_FILE), f"{device_key}|{dtype}|{size}",
-                                lambda: measure(tf.as_dtype(dtype), size, seconds))
+SIZES = (256, 512, 1024, 2048, 4096, 8192)  # square matmul sizes tried in turn while their FLOP/s rise
+RISE = 1.05  # a size counts as faster than the last only by more than 5%
+MAX_MATMUL_SECONDS = 0.5  # a size whose single product would take longer than this is not tried
+
+
+def saturated_peak(measure, dtype, seconds=0.2, sizes=SIZES):
+    """(FLOP/s, size): `measure(dtype, size, seconds)` for growing sizes until the FLOP/s stop rising by more than
+    RISE (or the next product would take over MAX_MATMUL_SECONDS); the best seen."""
+    best, best_size = 0.0, None
+    for size in sizes:
+        if best and 2.0 * size ** 3 / best > MAX_MATMUL_SECONDS:
+            break
+        speed = measure(dtype, size, seconds)
+        rising = speed > RISE * best
+        if speed > best:
+            best, best_size = speed, size
+        if not rising:
+            break
+    return best, best_size
+
+
+def device_peak(dtype, device_kind, device_key, measure=_measure_peak, cache_path=None):
+    """(peak FLOP/s of one device in compute `dtype`, how it was obtained). `device_kind`: the accelerator's
+    name (JAX's `device_kind`, TF's `device_name`; None on CPUs), looked up in `tfapp.peaks`; otherwise measured
+    with `measure(tf dtype, size, seconds)` (the JAX engine passes a jitted one) and cached under `device_key`."""
+    found = peaks.published(device_kind, dtype)
+    if found:
+        return found
+    cache_path = cache_path or local_cache.path(CACHE_FILE)
+    value = local_cache.memoized(cache_path, f"{device_key}|{dtype}|saturated",
+                                 lambda: saturated_peak(measure, tf.as_dtype(dtype))[0])
+    return value, (f"measured: {dtype} square matmuls on one device, grown until their FLOP/s stopped rising "
+                   f"(cached in {cache_path})")

@@ -164,7 +164,9 @@ def _reached(value, target, mode):
 
 def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time, callbacks=(),
               after_first_loop=None):
-    """Runs the schedule of loops from the optimizer's step; returns an Outcome. Logs rows into `run_log`:
+    """Runs the schedule of loops from the optimizer's step; returns an Outcome. `steps_per_loop`: an int, or an
+    object whose `size` is the loop size now and whose `observe(steps, seconds)` hears each timed loop
+    (autotune.LoopSizeFromSpeed). Logs rows into `run_log`:
     per loop the train loss/metrics and learning_rate; steps_per_second goes to TensorBoard only (and into
     `Outcome.loop_speeds`), so metrics.csv stays identical between deterministic runs. `after_first_loop()` is
     called once the first loop (tracing, compiling) is done: background work started then does not compete with
@@ -186,7 +188,8 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
     with _StopSignals() as signals:
         while step < config.train_steps:
             # One step first on a fresh run (time to first step); a resumed run keeps the loop grid of the original.
-            size = next_loop_size(step, config.train_steps, boundaries, steps_per_loop, first=step == 0)
+            size = next_loop_size(step, config.train_steps, boundaries, getattr(steps_per_loop, "size", steps_per_loop),
+                                  first=step == 0)
             loop_start = time.perf_counter()
             train_values = trainer.train(iterator, size)
             elapsed = time.perf_counter() - loop_start
@@ -205,6 +208,8 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                 outcome.timed_steps, outcome.timed_seconds = outcome.timed_steps + size, outcome.timed_seconds + elapsed
                 outcome.input_wait_seconds += trainer.last_input_wait
                 outcome.input_handover_seconds += trainer.last_input_handover
+                if hasattr(steps_per_loop, "observe"):  # autotune.LoopSizeFromSpeed: the next loops' size
+                    steps_per_loop.observe(size, elapsed)
             step += size
             outcome.steps = step
             outcome.loops.append((step, size, loop_start, elapsed))

@@ -16,9 +16,11 @@ variables see them only when `sync_to_model()` writes them back (checkpoints, th
 fetched and put on the devices while the device still runs the current one (JAX dispatches asynchronously).
 In-memory training rows (`table`, see `tfapp.jax_run.device_table`) are put on the devices once: the blocks are
 then [K, batch] row indices, and each step gathers its batch on the device (no rows cross from tf.data per step).
-Evaluation stacks the eval batches into chunks that stay on the devices between evaluations.
+Evaluation reads the split once into one chunk of batches that stays on the devices, and compiles its program
+ahead (`prepare_evaluate`, in a background thread while training runs): an evaluation is then one compiled call.
 The loop knows nothing of tasks, files or flags.
 """
+import threading
 import time
 
 import jax
@@ -103,7 +105,11 @@ class JaxTrainer:
         self._eval_batch = jax.jit(self._eval_batch_fn, out_shardings=eval_shardings)
         self._current = self._next = None
         self._position = 0
-        self._eval_source = self._eval_iterator = self._eval_chunks = None
+        # Evaluation (see prepare_evaluate): the split's chunks on the devices and their compiled program.
+        self._state_spec = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=v.sharding),
+                                        self._state)
+        self._eval_source = self._eval_iterator = self._eval_chunks = self._eval_program = None
+        self._eval_lock = threading.Lock()  # prepare_evaluate may run in a background thread
 
     # -- state ------------------------------------------------------------------------------------------------
     def model_state(self):
@@ -236,28 +242,50 @@ class JaxTrainer:
         return results
 
     def _eval_chunks_from(self, iterator, steps):
-        """The eval pass as device-resident chunks of EVAL_CHUNK batches; padding batches carry weight 0."""
+        """The eval pass as chunks on the devices: one chunk of every batch when it fits in EVAL_CACHE_BYTES
+        (one compiled call per evaluation), else chunks of EVAL_CHUNK batches whose padding batches carry weight 0."""
         batches = [next(iterator) for _ in range(steps)]
-        size = min(EVAL_CHUNK, steps)
+        batch_bytes = sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(batches[0]))
+        size = steps if steps * batch_bytes <= EVAL_CACHE_BYTES else min(EVAL_CHUNK, steps)
         padding = (-steps) % size
         batches += [jax.tree.map(np.zeros_like, batches[0])] * padding
         chunks = [jax.tree.map(lambda *leaves: np.stack(leaves), *batches[i:i + size])
                   for i in range(0, len(batches), size)]
         return [self._put(chunk) for chunk in chunks]
 
+    def _compile_eval(self, chunk):
+        """The evaluation program for chunks shaped like `chunk`, compiled ahead (AOT) from the state's shapes."""
+        metric_state = [list(values) for values in self._fresh_eval_metrics]
+        if self.jit_compile == "block":
+            return self._eval_chunk.lower(self._state_spec, metric_state, chunk).compile()
+        return self._eval_batch.lower(self._state_spec, metric_state, chunk, np.int32(0)).compile()
+
+    def prepare_evaluate(self, dataset, steps):
+        """Reads the evaluation split once into chunks on the devices and compiles its program: in a background
+        thread while training runs (as `run.train` calls it), the first evaluation then only computes. Chunks
+        over EVAL_CACHE_BYTES are read again at each evaluation."""
+        with self._eval_lock:
+            if self._eval_source is not dataset:
+                self._eval_source, self._eval_iterator = dataset, iter(dataset)
+                self._eval_chunks = self._eval_program = None
+            if self._eval_program is None:
+                chunks = self._eval_chunks_from(self._eval_iterator, steps)
+                if len(chunks) == 1:  # the whole split fits: it stays on the devices
+                    self._eval_chunks = chunks
+                self._eval_program = self._compile_eval(chunks[0])
+                return chunks
+            return self._eval_chunks or self._eval_chunks_from(self._eval_iterator, steps)
+
     def evaluate(self, dataset, steps):
         """Weighted eval loss and metrics over `steps` batches of a repeating dataset of (features, label,
-        weight): one iterator serves every evaluation; chunks small enough stay on the devices."""
-        if self._eval_source is not dataset:
-            self._eval_source, self._eval_iterator, self._eval_chunks = dataset, iter(dataset), None
-        chunks = self._eval_chunks or self._eval_chunks_from(self._eval_iterator, steps)
-        if self._eval_chunks is None and sum(leaf.nbytes for leaf in jax.tree.leaves(chunks)) <= EVAL_CACHE_BYTES:
-            self._eval_chunks = chunks
+        weight): one iterator serves every evaluation; a split that fits stays on the devices, and its compiled
+        program runs it in one call (per block) or one call per batch (per step)."""
+        chunks = self.prepare_evaluate(dataset, steps)
         metric_state = [list(values) for values in self._fresh_eval_metrics]
         for chunk in chunks:
             if self.jit_compile == "block":
-                metric_state = self._eval_chunk(self._state, metric_state, chunk)
+                metric_state = self._eval_program(self._state, metric_state, chunk)
             else:
                 for index in range(jax.tree.leaves(chunk)[0].shape[0]):
-                    metric_state = self._eval_batch(self._state, metric_state, chunk, np.int32(index))
+                    metric_state = self._eval_program(self._state, metric_state, chunk, np.int32(index))
         return self._results(self._eval_metric_objects, metric_state)

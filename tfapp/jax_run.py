@@ -26,7 +26,7 @@ import tensorflow as tf  # tf.data only: the model runs on JAX
 import pipelines
 from pipelines import batching
 from strategies import jax_mesh
-from tfapp import checkpoints, compile_cache, flops, jax_checkpoints, jax_loop
+from tfapp import autotune, checkpoints, compile_cache, flops, jax_checkpoints, jax_loop, report
 from tfapp import run
 from tfapp.config import ConfigError
 
@@ -102,11 +102,13 @@ def device_table(arrays, preprocess, augment):
     pipeline), several processes (each host reads its own shard), or rows over DEVICE_TABLE_BYTES."""
     if arrays is None or augment is not None or jax.process_count() > 1:
         return None
-    raw_bytes = sum(np.asarray(leaf).nbytes for leaf in tf.nest.flatten(arrays))
-    if 4 * raw_bytes > DEVICE_TABLE_BYTES:  # preprocessing may widen bytes to floats
+    # The size from a sample first: the language model's windows of every position would be ~0.5 GB (1.7 s to
+    # compute and throw away).
+    count, sample = len(arrays["y"]), 64
+    rows = pipelines.preprocess_rows(tf.nest.map_structure(lambda a: np.asarray(a)[:sample], arrays), preprocess)
+    if sum(leaf.nbytes for leaf in tf.nest.flatten(rows)) * count / min(count, sample) > DEVICE_TABLE_BYTES:
         return None
-    rows = pipelines.preprocess_rows(arrays, preprocess)
-    return rows if sum(leaf.nbytes for leaf in tf.nest.flatten(rows)) <= DEVICE_TABLE_BYTES else None
+    return pipelines.preprocess_rows(arrays, preprocess)
 
 
 def _has_convolutions(model):
@@ -114,14 +116,36 @@ def _has_convolutions(model):
                for layer in model._flatten_layers())
 
 
-def jit_candidates(choice, model, platform):
-    """The JAX loop's settings for `--jit_compile=choice`: a jitted call per step (True) and/or one per block,
-    the likelier winner first (autotune probes the first, and tries the other when the budget allows): per block,
-    except for convolutions on a CPU, which XLA runs ~30x slower inside a loop (digits/cnn: 7 against 213 steps/s;
-    digits/mlp: per block ~6,000, per step ~4,200)."""
+def jit_rule(choice, model, platform):
+    """(the JAX loop's setting for `--jit_compile=choice`, why): one jitted call per loop ("block": a
+    lax.fori_loop over the block's batches), except for convolutions on a CPU, which XLA runs ~30x slower inside a
+    loop (digits/cnn: 7 against 213 steps/s; digits/mlp: per block ~6,000, per step ~4,200): one jitted call per
+    step (True). Every step is compiled either way, so nothing is measured: the program compiles once per run."""
     if choice in ("true", "block"):
-        return [{"true": True, "block": "block"}[choice]]
-    return [True, "block"] if platform == "cpu" and _has_convolutions(model) else ["block", True]
+        return {"true": True, "block": "block"}[choice], "set by --jit_compile"
+    if platform == "cpu" and _has_convolutions(model):
+        return True, "rule: convolutions on a CPU run ~30x slower inside an XLA loop: one jitted call per step"
+    return "block", "rule: one jitted call per loop (a lax.fori_loop over the block's batches)"
+
+
+def choose_trainer(experiment):
+    """(JaxTrainer, steps per loop, the autotune record for report.json) without measuring anything: the XLA
+    setting by `jit_rule`, the loop size from --steps_per_loop, else fixed at 16 where every run or process must
+    loop alike (--deterministic, several processes), else from the run's own first loops
+    (autotune.LoopSizeFromSpeed)."""
+    config = experiment.config
+    jit, reason = jit_rule(config.jit_compile, experiment.model, experiment.strategy.devices[0].platform)
+    if config.steps_per_loop != "auto":
+        steps_per_loop, loops = int(config.steps_per_loop), "set by --steps_per_loop"
+    elif config.deterministic or experiment.strategy.input_context().num_input_pipelines > 1:
+        steps_per_loop, loops = 16, "16: every run (--deterministic) or process loops alike"
+    else:
+        steps_per_loop, loops = autotune.LoopSizeFromSpeed(), (
+            f"from the run's first loops: the largest of {autotune.STEPS_PER_LOOP_CANDIDATES} lasting at most "
+            f"{autotune.LOOP_SECONDS} s")
+    return make_trainer(experiment, jit), steps_per_loop, {
+        "source": "rule", "reason": f"{reason}; steps per loop {loops}",
+        "choice": {"jit_compile": jit, "steps_per_loop": getattr(steps_per_loop, "size", steps_per_loop)}}
 
 
 def make_trainer(experiment, jit_compile):
@@ -132,8 +156,27 @@ def make_trainer(experiment, jit_compile):
                                measure_input_wait=not config.deterministic, table=experiment.train_table)
 
 
+def count_loss_gradient_flops(model, loss_fn, global_batch_size, batch):
+    """XLA's cost analysis of the *lowered* (not compiled) forward + backward pass of `model` on `batch`
+    ((features, labels) as jax.ShapeDtypeStructs): a count of the program, the same on every backend (a compiled
+    GPU program hides its cuBLAS/cuDNN calls from the analysis: 245 against ~1,200 GFLOP per gpt_small step on an
+    H200). The optimizer is not counted, as on TensorFlow."""
+    def loss(trainable, non_trainable, features, labels):
+        predictions, _ = model.stateless_call(trainable, non_trainable, features, training=True)
+        return jax.numpy.sum(loss_fn(labels, predictions)) / global_batch_size
+
+    def abstract(variables):
+        return [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in variables]
+
+    lowered = jax.jit(jax.grad(loss)).lower(abstract(model.trainable_variables),
+                                            abstract(model.non_trainable_variables), *batch)
+    analysis = lowered.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+    return float(analysis.get("flops", 0.0))
+
+
 def _step_flops(experiment, trainer):
-    """XLA's cost analysis of one compiled train step on one global batch (forward, backward, optimizer)."""
+    """count_loss_gradient_flops on one global batch of the run's training data."""
     block_spec = experiment.train_data.element_spec
     processes = jax.process_count()
 
@@ -145,12 +188,7 @@ def _step_flops(experiment, trainer):
         rows = batch.shape[0]
         batch = jax.tree.map(lambda column: jax.ShapeDtypeStruct((rows, *column.shape[1:]), column.dtype),
                              trainer.table)
-    metric_state = [list(values) for values in trainer._fresh_train_metrics]
-    state = jax.tree.map(lambda value: jax.ShapeDtypeStruct(value.shape, value.dtype), trainer.model_state())
-    compiled = jax.jit(trainer._step).lower(state, metric_state, batch).compile()
-    analysis = compiled.cost_analysis()
-    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
-    return float(analysis.get("flops", 0.0))
+    return count_loss_gradient_flops(experiment.model, trainer.loss_fn, experiment.config.batch_size, batch)
 
 
 def _measure_peak(dtype, size, seconds):
@@ -172,11 +210,17 @@ def _measure_peak(dtype, size, seconds):
     return 2.0 * size ** 3 * n / elapsed
 
 
-def step_flops_and_peak(experiment, trainer, device, compute_dtype):
-    """(flops_per_step, peak FLOP/s of all the run's devices) for the JAX engine."""
-    per_device = flops.peak_flops_per_second(compute_dtype, device_key=f"jax|{device}", measure=_measure_peak)
-    devices = experiment.strategy.devices
-    return _step_flops(experiment, trainer), per_device * (1 if devices[0].platform == "cpu" else len(devices))
+def step_flops(experiment, trainer):
+    """{"flops_per_step", "flops_method"} on the JAX engine."""
+    return {"flops_per_step": _step_flops(experiment, trainer),
+            "flops_method": "XLA cost analysis of the lowered (not compiled) forward+backward program on one "
+                            "global batch (optimizer not counted)"}
+
+
+def device_peak(experiment):
+    """{"peak", "peak_method"} of all the run's JAX devices (see tfapp.flops.device_peak)."""
+    return report.peak_of_devices(experiment, lambda dtype, kind, key: flops.device_peak(
+        dtype, kind, f"jax|{key}", measure=_measure_peak))
 
 
 def sharding_report(experiment):

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 import pipelines
 import strategies
-from tfapp import flops, local_cache
+from tfapp import flops
 from tfapp.config import PRECISIONS
 
 CSV_HEADER = ("step", "split", "metric", "value")
@@ -83,19 +83,27 @@ class RunLog:
             writer.close()
 
 
-def device_description(strategy):
-    """e.g. "CPU (AMD EPYC, 2 cores)" or "GPU (NVIDIA A100) x 2": what the run's replicas ran on."""
+def accelerator(strategy):
+    """(platform, device kind) of the run's first accelerator, e.g. ("GPU", "NVIDIA A100-SXM4-40GB") or
+    ("TPU", "TPU v4"); None on CPUs."""
     jax_devices = getattr(strategy, "devices", None)  # strategies.jax_mesh.JaxDevices
-    if jax_devices and jax_devices[0].platform != "cpu":
-        return f"{jax_devices[0].platform.upper()} ({jax_devices[0].device_kind}) x {len(jax_devices)}"
-    if jax_devices:
-        return f"CPU ({cpu_name()}, {os.cpu_count()} cores)"
+    if jax_devices is not None:
+        first = jax_devices[0]
+        return None if first.platform == "cpu" else (first.platform.upper(), first.device_kind)
     for kind in ("TPU", "GPU"):
         physical = tf.config.list_physical_devices(kind)
         if physical:
-            details = tf.config.experimental.get_device_details(physical[0])
-            return f"{kind} ({details.get('device_name', kind)}) x {strategy.num_replicas_in_sync}"
-    return f"CPU ({cpu_name()}, {os.cpu_count()} cores)"
+            return kind, tf.config.experimental.get_device_details(physical[0]).get("device_name", kind)
+    return None
+
+
+def device_description(strategy):
+    """e.g. "CPU (AMD EPYC, 2 cores)" or "GPU (NVIDIA A100) x 2": what the run's replicas ran on."""
+    found = accelerator(strategy)
+    if found is None:
+        return f"CPU ({cpu_name()}, {os.cpu_count()} cores)"
+    count = len(strategy.devices) if hasattr(strategy, "devices") else strategy.num_replicas_in_sync
+    return f"{found[0]} ({found[1]}) x {count}"
 
 
 def cpu_name():
@@ -125,17 +133,23 @@ def _flops_per_step(experiment):
     return flops.cached_step_flops(experiment.model, task.loss(), features_spec, labels_spec, replicas)
 
 
-def step_flops_and_peak(experiment):
-    """(flops_per_step, peak_flops_per_second) for the run's model, strategy and precision."""
-    return _flops_per_step(experiment), _peak_flops(experiment, device_description(experiment.strategy))
+def step_flops(experiment):
+    """{"flops_per_step", "flops_method"} of the run's model and strategy on the TensorFlow engine."""
+    return {"flops_per_step": _flops_per_step(experiment),
+            "flops_method": "tf.compat.v1.profiler float_operation of the forward+backward graph x replicas "
+                            "(optimizer not counted)"}
 
 
-def _peak_flops(experiment, device):
-    """Measured matmul peak in the compute dtype; times replicas on GPUs/TPUs (each a device of its own)."""
+def peak_of_devices(experiment, device_peak):
+    """{"peak", "peak_method"}: `device_peak(dtype, device_kind, device_key)` of one device in the run's compute
+    dtype, times the accelerators (each its own device); a CPU counts once, whatever its logical devices."""
     dtype = keras.dtype_policies.get(PRECISIONS[experiment.config.mixed_precision]).compute_dtype
-    per_device = flops.peak_flops_per_second(dtype, device_key=device)
-    accelerators = not device.startswith("CPU")
-    return per_device * (experiment.strategy.num_replicas_in_sync if accelerators else 1)
+    found = accelerator(experiment.strategy)
+    device = device_description(experiment.strategy)
+    per_device, method = device_peak(dtype, found[1] if found else None, device)
+    devices = experiment.strategy.devices if hasattr(experiment.strategy, "devices") else None
+    count = 1 if found is None else len(devices) if devices else experiment.strategy.num_replicas_in_sync
+    return {"peak": per_device * count, "peak_method": f"{method}, x {count} device(s)"}
 
 
 def _jax_version():
@@ -143,12 +157,12 @@ def _jax_version():
     return jax.__version__
 
 
-def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, export_path, wall_time,
-                 flops_per_step, peak):
+def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, export_path, wall_time, flops):
     """The report.json content (keys documented in the README)."""
     config = experiment.config
     speed = outcome.steps_per_second
     device = device_description(experiment.strategy)
+    flops_per_step, peak = flops["flops_per_step"], flops["peak"]
     achieved = flops_per_step * speed if speed else None
     return {
         "task": experiment.task.name,
@@ -182,11 +196,13 @@ def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, 
         "autotune": autotune_record,
         "mixed_precision": config.mixed_precision,
         "flops_per_step": flops_per_step,
-        "flops_method": "XLA cost analysis of the compiled train step" if experiment.engine == "jax" else
-                        "tf.compat.v1.profiler float_operation of forward+backward graph x replicas",
+        "flops_method": flops["flops_method"],
+        # the task's formula for the same FLOPs (the transformer's 6·N·tokens + attention), a check of the count
+        "flops_per_step_formula": experiment.task.reference_flops(experiment.model, experiment.source.spec, config)
+        if experiment.task.reference_flops else None,
         "achieved_flops_per_second": achieved,
         "peak_flops_per_second": peak,
-        "peak_flops_method": f"measured square matmul in the compute dtype, cached in {local_cache.path(flops.CACHE_FILE)}",
+        "peak_flops_method": flops["peak_method"],
         "mfu": achieved / peak if achieved else None,
         "backend": experiment.engine,
         "tf_version": tf.__version__,

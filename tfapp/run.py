@@ -24,7 +24,7 @@ import tensorflow as tf
 import pipelines
 import pipelines.augment
 import strategies
-from tfapp import autotune, autotune_cache, checkpoints, export, host_loop, loop, muon, plots, report, tasks
+from tfapp import autotune, autotune_cache, checkpoints, export, flops, host_loop, loop, muon, plots, report, tasks
 from tfapp.config import PRECISIONS, ConfigError
 
 
@@ -200,13 +200,11 @@ def choose_trainer(experiment, on_traced=None):
     run's TensorFlow trainer has traced its train loop, before XLA compiles it, when the setting is known
     without measuring several (see loop.Trainer.on_traced)."""
     config, strategy, task = experiment.config, experiment.strategy, experiment.task
-
-    jax_engine = experiment.engine == "jax"
+    if experiment.engine == "jax":  # every step compiled: nothing to measure (see jax_run.choose_trainer)
+        from tfapp import jax_run
+        return jax_run.choose_trainer(experiment)
 
     def make_trainer(jit, final=False):
-        if jax_engine:
-            from tfapp import jax_run
-            return jax_run.make_trainer(experiment, jit)  # XLA per step or per block
         trainer = loop.Trainer(strategy, experiment.model, experiment.optimizer, task.loss(), task.metrics,
                                config.batch_size, jit_compile=jit, measure_input_wait=not config.deterministic,
                                block=experiment.block)
@@ -214,28 +212,22 @@ def choose_trainer(experiment, on_traced=None):
             trainer.on_traced = functools.partial(on_traced, trainer)
         return trainer
 
-    if jax_engine:
-        from tfapp import jax_run
-        jits = jax_run.jit_candidates(config.jit_compile, experiment.model, strategy.devices[0].platform)
-    else:
-        jits = autotune.jit_candidates(config.jit_compile, strategy, blocks=bool(experiment.block),
-                                       xla_known_best=config.model in task.xla_models)
+    jits = autotune.jit_candidates(config.jit_compile, strategy, blocks=bool(experiment.block),
+                                   xla_known_best=config.model in task.xla_models)
     fixed_spl = None if config.steps_per_loop == "auto" else int(config.steps_per_loop)
     if len(jits) == 1 and fixed_spl:
         return make_trainer(jits[0], final=True), fixed_spl, {"source": "fixed", "reason": "set by flags"}
     if config.deterministic:
         # Measuring runs a time-dependent number of steps: fixed settings keep runs identical. XLA and the plain
         # step round differently: keep one numeric path.
-        jit = jits[0] if config.jit_compile != "auto" or jax_engine else False
+        jit = jits[0] if config.jit_compile != "auto" else False
         return make_trainer(jit, final=True), fixed_spl or 16, {
-            "source": "fixed", "reason": "--deterministic: no XLA unless --jit_compile says so (JAX: its likelier "
-                                         "setting), 16 steps per loop unless set"}
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or (
-            jax_engine and strategy.input_context().num_input_pipelines > 1):
+            "source": "fixed", "reason": "--deterministic: no XLA unless --jit_compile says so, 16 steps per loop "
+                                         "unless set"}
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Workers time differently and must not choose differently: fixed, stated choice instead of measuring.
-        jit = jits[0] if jax_engine else False
-        return make_trainer(jit, final=True), fixed_spl or 16, {"source": "fixed", "reason": "multi-worker: "
-                                                    f"jit_compile={jit}, 16 steps per loop unless set"}
+        return make_trainer(False, final=True), fixed_spl or 16, {"source": "fixed", "reason": "multi-worker: "
+                                                                  "jit_compile=False, 16 steps per loop unless set"}
     start_step = int(experiment.optimizer.iterations.numpy())
     planned = config.train_steps - start_step
     cache_key = autotune_cache.key(experiment, report.device_description(strategy), jits, fixed_spl)
@@ -252,8 +244,6 @@ def choose_trainer(experiment, on_traced=None):
                                iter(experiment.make_train_data(start_step)), jits, fixed_spl,
                                budget_seconds=config.autotune_seconds, planned_steps=planned,
                                variables=lambda: experiment.model.variables + experiment.optimizer.variables)
-    if jax_engine:  # measuring trained the trainer's own copy of the state: start again from the variables
-        result.trainer.reload_state()
     autotune_cache.store(cache_key, result)
     return result.trainer, result.steps_per_loop, {"source": "measured", "cache_file": autotune_cache.file_for(
         cache_key), **result.to_json()}
@@ -270,14 +260,21 @@ def extra_metrics(experiment, outcome):
         outcome.eval_metrics.update(extra)
 
 
-def step_flops_and_peak(experiment, trainer):
-    """(FLOPs per step, peak FLOP/s) on either engine."""
+def step_flops(experiment, trainer):
+    """{"flops_per_step", "flops_method"} on either engine (for a background thread: a count, no timing)."""
     if experiment.engine == "jax":
         from tfapp import jax_run
-        compute_dtype = keras.dtype_policies.get(PRECISIONS[experiment.config.mixed_precision]).compute_dtype
-        return jax_run.step_flops_and_peak(experiment, trainer, report.device_description(experiment.strategy),
-                                           compute_dtype)
-    return report.step_flops_and_peak(experiment)
+        return jax_run.step_flops(experiment, trainer)
+    return report.step_flops(experiment)
+
+
+def device_peak(experiment):
+    """{"peak", "peak_method"} on either engine: published, cached, or measured now (with nothing else running,
+    once per machine and dtype: measured beside the training loops it read 10-50% low on a 2-core CPU)."""
+    if experiment.engine == "jax":
+        from tfapp import jax_run
+        return jax_run.device_peak(experiment)
+    return report.peak_of_devices(experiment, flops.device_peak)
 
 
 def train(experiment, start_time=None, callbacks=()):
@@ -304,13 +301,14 @@ def train(experiment, start_time=None, callbacks=()):
             return
         if hasattr(trainer, "prepare_evaluate"):  # the first evaluation comes soonest (if it fails, evaluate traces)
             shadow.submit(trainer.prepare_evaluate, experiment.eval_data, experiment.eval_steps)
-        futures["flops"] = shadow.submit(step_flops_and_peak, experiment, trainer)
+        futures["flops"] = shadow.submit(step_flops, experiment, trainer)
         if config.export and experiment.engine == "tensorflow":  # the JAX engine exports in a TF process
             futures["export"] = shadow.submit(
                 export.PreparedExport, lambda: task.models[config.model](config, experiment.source.spec),
                 task.serving, experiment.source.spec)
         shadow.submit(plots.warm_up)
-        shadow.submit(lambda: futures.setdefault("done_at", time.perf_counter()))  # loops after it run alone
+        futures["done"] = shadow.submit(lambda: futures.setdefault("done_at", time.perf_counter()))  # loops after
+        # it run alone
 
     with timed(startup, "autotune_s"):
         trainer, steps_per_loop, autotune_record = choose_trainer(experiment, on_traced=start_shadow_work)
@@ -321,11 +319,15 @@ def train(experiment, start_time=None, callbacks=()):
         try:
             outcome = host_loop.run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_time,
                                           callbacks, after_first_loop=lambda: start_shadow_work(trainer))
+            if hasattr(steps_per_loop, "size"):  # chosen from the run's own loops: the size they ended with
+                steps_per_loop = autotune_record["choice"]["steps_per_loop"] = steps_per_loop.size
             if "flops" not in futures:  # no loop ran (resumed at the last step)
                 start_shadow_work(trainer)
-            flops_per_step, peak = futures["flops"].result()
+            futures["done"].result()  # the background work is over: a peak measured now has the machine alone
+            flop_figures = {**futures["flops"].result(), **device_peak(experiment)}
             for step, speed in outcome.loop_speeds:  # per-loop MFU into TensorBoard
-                run_log.log(step, "train", {"mfu": flops_per_step * speed / peak}, csv_too=False)
+                run_log.log(step, "train", {"mfu": flop_figures["flops_per_step"] * speed / flop_figures["peak"]},
+                            csv_too=False)
         finally:
             run_log.close()
         startup["first_step_s"] = outcome.compile_seconds  # tracing (and XLA compiling) the step, plus its run
@@ -362,7 +364,7 @@ def train(experiment, start_time=None, callbacks=()):
     finally:
         shadow.shutdown(wait=False, cancel_futures=True)
     content = report.build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, export_path,
-                                  wall_time=time.time() - start_time, flops_per_step=flops_per_step, peak=peak)
+                                  wall_time=time.time() - start_time, flops=flop_figures)
     content["tflite"] = tflite  # path of model.tflite, "not written: why", or None without --tflite
     content["startup"] = startup  # seconds: where the time to the first step went
     content["phases_s"]["finish"] = finish_seconds

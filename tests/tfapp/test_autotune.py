@@ -115,3 +115,15 @@ def test_a_candidate_that_cannot_compile_is_recorded_and_skipped():
     failed = [m for m in result.measurements if "failed" in m]
     assert [m["jit_compile"] for m in failed] == [True] and "\n" not in failed[0]["failed"]
     assert result.jit_compile is False
+
+
+def test_loop_size_from_the_runs_own_loops_only_grows():
+    """The JAX engine's steps per loop: no probe, the run's loops time the step (autotune.LoopSizeFromSpeed)."""
+    sizes = autotune.LoopSizeFromSpeed()
+    assert sizes.size == 4  # the loop after the first (compiling) one
+    sizes.observe(4, 0.04)  # 100 steps/s: 16 steps last 0.16 s
+    assert sizes.size == 16
+    sizes.observe(16, 0.02)  # 800 steps/s: 256 steps would last 0.32 s, 64 fit
+    assert sizes.size == 64
+    sizes.observe(64, 6.4)  # a slower loop (the machine was busy) does not shrink it
+    assert sizes.size == 64

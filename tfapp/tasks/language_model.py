@@ -168,6 +168,20 @@ def build_lstm(config, spec, width=256):
     return keras.Model(tokens, keras.layers.Dense(spec["vocabulary_size"], name="logits")(x), name="char_lstm")
 
 
+def transformer_flops(model, spec, config):
+    """Forward + backward FLOPs per step of a `gpt` by the usual formula (Kaplan et al. 2020; PaLM, Chowdhery et
+    al. 2022, appendix B): 6·N per token for the N weights of its matmuls (the token lookup is not one) and
+    12·layers·width·context per token for attention's two [context x context] products (computed in full, causal
+    or not); None for models without attention."""
+    attention = [layer for layer in model.layers if isinstance(layer, CausalSelfAttention)]
+    if not attention:
+        return None
+    weights = sum(int(np.prod(v.shape)) for v in model.trainable_variables if v.path.endswith("/kernel"))
+    context = spec["sequence_length"]
+    tokens = config.batch_size * context
+    return 6.0 * weights * tokens + 12.0 * len(attention) * attention[0].width * context * tokens
+
+
 def baselines(source, config):
     """Cross-entropy (nats per token) on the validation split of add-one-smoothed unigram and bigram models
     counted on the train split."""
@@ -273,4 +287,5 @@ TASK = Task(
     # `gpt_small` (the same blocks, wider) is included by analogy, not measured.
     xla_models=("gpt", "gpt_small"),
     x_axis=lambda spec, config: ("characters (tokens) seen", config.batch_size * spec["sequence_length"]),
+    reference_flops=transformer_flops,
 )

@@ -42,6 +42,9 @@ class Task:
     xla_models: tuple = ()
     # curves.png's x axis: (spec, config) -> (label, units per optimizer step); None: optimizer steps.
     x_axis: Optional[Callable] = None
+    # (model, spec, config) -> FLOPs of forward + backward per step by a formula (the transformer's 6·N·tokens +
+    # attention), reported beside the counted FLOPs as a check of the count; None: no formula.
+    reference_flops: Optional[Callable] = None
 
     @property
     def default_model(self):
