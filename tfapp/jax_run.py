@@ -8,8 +8,9 @@ TensorFlow only runs the tf.data pipeline on the host. `prepare(config)` builds 
 TensorFlow path (same task, pipeline, model and optimizer code; `engine="jax"`), so `run.train` and
 `tfapp.host_loop` drive it unchanged: progress, evaluation, checkpoints (`tfapp.jax_checkpoints`), signals, the NaN
 policy, callbacks, autotune of the loop size, FLOPs/MFU and the report. The train iterator yields blocks of K
-batches (`tfapp.jax_loop`); several hosts each read their shard (`strategies.jax_mesh`). The SavedModel export
-runs `tfapp-export` in a TensorFlow-backend process that restores the run's last checkpoint.
+batches (`tfapp.jax_loop`); several hosts each read their shard (`strategies.jax_mesh`). The SavedModel is written in
+the training process (`tfapp.jax_export`: the task's signatures around a jax2tf-converted model); with --tflite or
+several processes, `tfapp-export` writes it in a TensorFlow-backend process that restores the last checkpoint.
 """
 import dataclasses
 import functools
@@ -240,11 +241,34 @@ def sharding_report(experiment):
             "optimizer_bytes_per_device": jax_mesh.bytes_per_device([v.value for v in optimizer_variables], first)}
 
 
-def export(model_dir):
-    """Runs tfapp-export on the run directory in a TensorFlow-backend process; returns the export path."""
+def exports_in_process(experiment):
+    """Whether this run's SavedModel is written in the training process (tfapp.jax_export): not for --tflite
+    (TFLite cannot run the XlaCallModule op the program travels in) nor over several processes (the weights are
+    not all on one host)."""
+    return not experiment.config.tflite and jax.process_count() == 1
+
+
+def prepare_export(experiment):
+    """tfapp.jax_export.PreparedExport of the run's model and its task's signatures (for a background thread)."""
+    from tfapp import jax_export
+    return jax_export.PreparedExport(experiment.model, experiment.task.serving, experiment.source.spec)
+
+
+def export(experiment, prepared, model_dir):
+    """(export path, tflite path or None): written in-process from `prepared` (a future of prepare_export), else
+    by `tfapp-export` in a TensorFlow-backend process that restores the run's last checkpoint."""
+    if prepared is not None:
+        try:
+            return prepared.result().write(experiment.model, report.join(model_dir, "export")), None
+        except Exception as error:  # noqa: BLE001 - jax2tf lacks a conversion: the TensorFlow process still exports
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+            print(f"tfapp-train: warning: in-process export failed ({type(error).__name__}: {reason}); "
+                  "exporting in a TensorFlow process instead", file=sys.stderr)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-    out = subprocess.run([sys.executable, "-m", "tfapp.cli.export", f"--model_dir={model_dir}"], env=env,
+    command = [sys.executable, "-m", "tfapp.cli.export", f"--model_dir={model_dir}"]
+    out = subprocess.run(command + (["--tflite"] if experiment.config.tflite else []), env=env,
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"export after the JAX run failed: {(out.stderr.strip().splitlines() or [''])[-1]}")
-    return out.stdout.strip().splitlines()[-1].removeprefix("exported ").split(" and ")[0]
+    paths = out.stdout.strip().splitlines()[-1].removeprefix("exported ").split(" and ")
+    return paths[0], paths[1] if len(paths) > 1 else None

@@ -302,10 +302,14 @@ def train(experiment, start_time=None, callbacks=()):
         if hasattr(trainer, "prepare_evaluate"):  # the first evaluation comes soonest (if it fails, evaluate traces)
             shadow.submit(trainer.prepare_evaluate, experiment.eval_data, experiment.eval_steps)
         futures["flops"] = shadow.submit(step_flops, experiment, trainer)
-        if config.export and experiment.engine == "tensorflow":  # the JAX engine exports in a TF process
+        if config.export and experiment.engine == "tensorflow":
             futures["export"] = shadow.submit(
                 export.PreparedExport, lambda: task.models[config.model](config, experiment.source.spec),
                 task.serving, experiment.source.spec)
+        elif config.export and experiment.is_chief:
+            from tfapp import jax_run
+            if jax_run.exports_in_process(experiment):
+                futures["export"] = shadow.submit(jax_run.prepare_export, experiment)
         shadow.submit(plots.warm_up)
         futures["done"] = shadow.submit(lambda: futures.setdefault("done_at", time.perf_counter()))  # loops after
         # it run alone
@@ -350,7 +354,8 @@ def train(experiment, start_time=None, callbacks=()):
         export_path = tflite = None
         if config.export and experiment.engine == "jax":
             from tfapp import jax_run
-            export_path = jax_run.export(write_dir) if experiment.is_chief else None
+            export_path, tflite = jax_run.export(experiment, futures.get("export"), write_dir) \
+                if experiment.is_chief else (None, None)
         elif config.export:
             export_path = futures["export"].result().write(experiment.model, report.join(write_dir, "export"))
             if config.tflite:
