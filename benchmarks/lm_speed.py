@@ -62,20 +62,23 @@ def run_once(runner, directory, cache_dir):
             "first_step_s": round(report["time_to_first_step_s"], 1), "choice": report["autotune"].get("choice")}
 
 
-def run_nanogpt(directory, python, out_dir):
-    """nanoGPT's CPU recipe in a fresh process: seconds to its first val loss <= 1.88, its last val loss, wall."""
+def run_nanogpt(directory, python, out_dir, recipe=NANOGPT_RECIPE, tokens_per_iteration=12 * 64):
+    """nanoGPT's CPU recipe (or `recipe`) in a fresh process: seconds to its first val loss <= 1.88, its last and
+    best val loss (and the iteration of the best), wall."""
     data = os.path.join(directory, "data", "shakespeare_char")
     if not os.path.exists(os.path.join(data, "train.bin")):
         shutil.copy(os.path.join(REPO, "pipelines", "data", "tinyshakespeare.txt"), os.path.join(data, "input.txt"))
         subprocess.run([python, "prepare.py"], cwd=data, check=True, capture_output=True)
     start = time.perf_counter()
-    process = subprocess.Popen([python, "-u", "train.py", *NANOGPT_RECIPE, f"--out_dir={out_dir}"], cwd=directory,
+    process = subprocess.Popen([python, "-u", "train.py", *recipe, f"--out_dir={out_dir}"], cwd=directory,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    to_target, val_loss, iteration_ms = None, None, []
+    to_target, val_loss, best, iteration_ms = None, None, (float("inf"), None, None), []
     for line in process.stdout:
         found = re.match(r"step (\d+): train loss [\d.]+, val loss ([\d.]+)", line)
         if found:
             val_loss = float(found.group(2))
+            if val_loss < best[0]:
+                best = (val_loss, int(found.group(1)), round(time.perf_counter() - start, 1))
             if to_target is None and val_loss <= TARGET:
                 to_target = time.perf_counter() - start
         timing = re.match(r"iter (\d+): loss [\d.]+, time ([\d.]+)ms", line)
@@ -84,8 +87,9 @@ def run_nanogpt(directory, python, out_dir):
     if process.wait() != 0:
         raise RuntimeError(f"nanoGPT failed (exit {process.returncode}); run it by hand in {directory}")
     wall = time.perf_counter() - start
-    return {"runner": "nanogpt", "tokens_per_s": round(12 * 64 * 1000 / statistics.median(iteration_ms)),
+    return {"runner": "nanogpt", "tokens_per_s": round(tokens_per_iteration * 1000 / statistics.median(iteration_ms)),
             "mfu": None, "seconds_to_1.88": to_target and round(to_target, 1), "val_loss": val_loss,
+            "best_val_loss": best[0], "best_at_iteration": best[1], "best_at_s": best[2],
             "wall_s": round(wall, 1), "choice": None}
 
 

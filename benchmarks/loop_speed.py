@@ -2,6 +2,7 @@
 
     python benchmarks/loop_speed.py                    # all workloads and runners, 2 rounds
     python benchmarks/loop_speed.py --rounds=3 --seconds=6 --workloads=mlp
+    python benchmarks/loop_speed.py --workloads=cnn --data=digits28 --runners=fit,fit_spe32,tfapp_precision_auto
 
 Workloads (batch 128, Adam, sparse categorical cross-entropy, random data from a repeated tf.data pipeline):
   mlp  784-256-10
@@ -20,6 +21,8 @@ Runners:
   tfapp_onedevice  N=32 on OneDeviceStrategy
   tfapp_mirrored2  N=32 on Mirrored over two logical CPUs
   tfapp_bf16       N=32, mixed_bfloat16: a different precision, not a like-for-like ratio
+  tfapp_precision_auto  N=32 in the precision `--mixed_precision=auto` chooses here (tfapp.precision: bfloat16
+                   where the CPU has AVX512-BF16/AMX and 50 steps of each show it faster and training as well)
 JAX runners (their processes run with KERAS_BACKEND=jax; the same model, data and batch):
   jax_fit          Keras `fit` with defaults (one step per call) on the JAX backend, tf.data input
   jax_fit_spe32    Keras `fit(steps_per_execution=32)` on the JAX backend, tf.data input
@@ -28,6 +31,8 @@ JAX runners (their processes run with KERAS_BACKEND=jax; the same model, data an
   jax_tfapp        tfapp's JAX loop (`tfapp.jax_loop.JaxTrainer`) fed as `tfapp-train --backend=jax` feeds
                    in-memory arrays (rows on the device, blocks of row indices from tf.data), autotuned as
                    it does (XLA per block / per step, steps per loop)
+`--data=digits28` trains on real images of the same shapes instead (scikit-learn's digits resized to 28x28), each
+runner exactly `--steps` steps, and adds its test accuracy on a held-out 20%: the precision's price in accuracy.
 Prints one JSON line per run {"workload", "runner", "round", "steps_per_s"} (tfapp_auto adds what it chose),
 then per workload the median steps/s of every runner and the ratios of each loop to plain fit and to the best
 fit. The machine is shared and noisy: only ratios within one invocation mean anything.
@@ -43,8 +48,10 @@ import time
 BATCH = 128
 CHOICE = {}  # what tfapp_auto chose, reported with its speed
 PIPELINE = "batches"  # or "examples": set by --pipeline in the parent and in every child
+DATA = "random"  # or "digits28": set by --data in the parent and in every child
+STEPS = 600  # --data=digits28: every runner trains exactly this many steps, then reports its test accuracy
 RUNNERS = ("fit", "fit_spe32", "hand_loop", "tfapp_n32", "tfapp_auto", "tfapp_onedevice", "tfapp_mirrored2", "tfapp_bf16",
-           "jax_fit", "jax_fit_spe32", "jax_bare", "jax_tfapp")
+           "tfapp_precision_auto", "jax_fit", "jax_fit_spe32", "jax_bare", "jax_tfapp")
 
 
 def build_model(workload):
@@ -63,12 +70,45 @@ def build_model(workload):
     return keras.Model(inputs, keras.layers.Dense(10)(x))
 
 
+def _digits28(workload):
+    """((x_train, y_train), (x_test, y_test)): scikit-learn's 8x8 digits (shipped in pipelines/data) resized to
+    28x28 (bilinear) and scaled to [0, 1], split 80/20 with a fixed seed: real images of the benchmark's shape,
+    so a runner's test accuracy says whether it trained as well as the others."""
+    import numpy as np
+    import tensorflow as tf
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with np.load(os.path.join(root, "pipelines", "data", "digits.npz")) as data:
+        x, y = data["x"].astype("float32") / 16.0, data["y"].astype("int32")
+    x = tf.image.resize(x[..., None], (28, 28)).numpy()
+    x = x.reshape(len(x), 784) if workload == "mlp" else x
+    order = np.random.default_rng(0).permutation(len(y))
+    train, test = order[:int(0.8 * len(y))], order[int(0.8 * len(y)):]
+    return (x[train], y[train]), (x[test], y[test])
+
+
 def arrays(workload):
     import numpy as np
+    if DATA == "digits28":
+        return _digits28(workload)[0]
     shape = (784,) if workload == "mlp" else (28, 28, 1)
     rng = np.random.default_rng(0)
     return (rng.standard_normal((BATCH * 16, *shape)).astype("float32"),
             rng.integers(0, 10, BATCH * 16).astype("int32"))
+
+
+def test_accuracy(workload, model):
+    """--data=digits28: the trained model's accuracy on the held-out 20% (None on random data)."""
+    import numpy as np
+    if DATA != "digits28":
+        return None
+    x, y = _digits28(workload)[1]
+    CHOICE["test_accuracy"] = float(np.mean(np.argmax(np.asarray(model(x, training=False)), axis=-1) == y))
+    return CHOICE["test_accuracy"]
+
+
+def _more(done, start, seconds):
+    """Whether a runner's timed loop goes on: for `seconds` on random data, up to STEPS on digits28."""
+    return done < STEPS if DATA == "digits28" else time.perf_counter() - start < seconds
 
 
 def dataset(workload, global_batch=BATCH, input_context=None, block=None):
@@ -108,10 +148,14 @@ def time_fit(workload, seconds, steps_per_execution):
                 return
             timing["steps"] += steps
             timing["seconds"] = now - timing["start"]
-            if timing["seconds"] >= seconds:
+            if timing["seconds"] >= seconds and DATA != "digits28":
                 self.model.stop_training = True
 
-    model.fit(dataset(workload), steps_per_epoch=steps, epochs=10_000, verbose=0, callbacks=[Clock()])
+    if DATA == "digits28":  # exactly STEPS steps; the first epoch (32 steps, tracing) is not timed
+        steps = 32
+    model.fit(dataset(workload), steps_per_epoch=steps, epochs=STEPS // steps if DATA == "digits28" else 10_000,
+              verbose=0, callbacks=[Clock()])
+    test_accuracy(workload, model)
     return timing["steps"] / timing["seconds"]
 
 
@@ -143,15 +187,13 @@ def time_hand_loop(workload, seconds, steps_per_loop=32):
 
 
 def time_tfapp(workload, seconds, strategy_name, steps_per_loop, jit_compile, policy="float32"):
+    """tfapp's TensorFlow loop; `policy="auto"`: the precision `--mixed_precision=auto` would choose on this
+    machine (tfapp.precision: native bfloat16, then float32 and bfloat16 trained on the same batches)."""
     import keras
     import pipelines
     import strategies
-    from tfapp import autotune, loop
+    from tfapp import autotune, loop, precision
     strategy = strategies.get_strategy(strategy_name, num_cpu_devices=2 if strategy_name == "mirrored" else None)
-    keras.config.set_dtype_policy(policy)
-    with strategy.scope():
-        model = build_model(workload)
-        optimizer = keras.optimizers.Adam(1e-3)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     block = None
     if strategy.num_replicas_in_sync == 1:  # as tfapp.run does for in-memory arrays
@@ -159,6 +201,26 @@ def time_tfapp(workload, seconds, strategy_name, steps_per_loop, jit_compile, po
         block = pipelines.block_batches({"x": x, "y": y}, BATCH)
         block = block if block > 1 else None
     data = strategy.distribute_datasets_from_function(lambda context: dataset(workload, BATCH, context, block))
+
+    def build(dtype_policy):
+        keras.utils.set_random_seed(0)
+        keras.config.set_dtype_policy(dtype_policy)
+        with strategy.scope():
+            return build_model(workload), keras.optimizers.Adam(1e-3)
+
+    if policy == "auto":
+        supported, why = precision.native("tensorflow", "cpu")
+        policy = "float32"
+        if supported:
+            measured = {}
+            for name, candidate in (("float32", "float32"), ("bfloat16", "mixed_bfloat16")):
+                trial_model, trial_optimizer = build(candidate)
+                trainer = loop.Trainer(strategy, trial_model, trial_optimizer, loss, lambda: [], BATCH, block=block)
+                measured[name] = precision.timed_training(trainer, iter(data), precision.probe_steps(STEPS))
+            choice, why = precision.decide(measured["float32"], measured["bfloat16"])
+            policy = "mixed_bfloat16" if choice == "bfloat16" else "float32"
+        CHOICE.update({"precision": policy, "precision_reason": why})
+    model, optimizer = build(policy)
     iterator = iter(data)
 
     def make_trainer(jit):
@@ -172,11 +234,14 @@ def time_tfapp(workload, seconds, strategy_name, steps_per_loop, jit_compile, po
     else:
         trainer = make_trainer(jit_compile)
         trainer.train(iterator, steps_per_loop)  # compile + warm-up
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    done, start = steps_per_loop if DATA == "digits28" else 0, time.perf_counter()
+    timed = 0
+    while _more(done, start, seconds):
         trainer.train(iterator, steps_per_loop)
-        done += steps_per_loop
-    return done / (time.perf_counter() - start)
+        done, timed = done + steps_per_loop, timed + steps_per_loop
+    speed = timed / (time.perf_counter() - start)
+    test_accuracy(workload, model)
+    return speed
 
 
 def _bare_jax_model(workload, key):
@@ -253,14 +318,19 @@ def time_jax_tfapp(workload, seconds):
     def make_trainer(jit):
         return jax_loop.JaxTrainer(model, optimizer, loss, lambda: [], BATCH, block, jit, table=table)
 
-    result = autotune.autotune(make_trainer, iterator, jax_run.jit_candidates("auto", model, "cpu"),
-                               budget_seconds=4.0)
-    trainer, steps_per_loop = result.trainer, result.steps_per_loop
-    CHOICE.update(result.to_json()["choice"])
+    jit = jax_run.jit_rule("auto", model, "cpu")[0]
+    trainer, sizes = make_trainer(jit), autotune.LoopSizeFromSpeed()
+    trainer.train(iterator, 1)  # compile, as the first loop of a run
+    warm_up = time.perf_counter()
+    while time.perf_counter() - warm_up < 1.0:  # the run's first loops choose the loop size
+        loop_start = time.perf_counter()
+        trainer.train(iterator, sizes.size)
+        sizes.observe(sizes.size, time.perf_counter() - loop_start)
+    CHOICE.update({"jit_compile": jit, "steps_per_loop": sizes.size})
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        trainer.train(iterator, steps_per_loop)
-        done += steps_per_loop
+        trainer.train(iterator, sizes.size)
+        done += sizes.size
     return done / (time.perf_counter() - start)
 
 
@@ -287,6 +357,8 @@ def child(workload, runner, seconds):
         return time_tfapp(workload, seconds, "one_device", 32, False)
     if runner == "tfapp_bf16":
         return time_tfapp(workload, seconds, "default", 32, False, policy="mixed_bfloat16")
+    if runner == "tfapp_precision_auto":
+        return time_tfapp(workload, seconds, "default", 32, False, policy="auto")
     return time_tfapp(workload, seconds, "mirrored", 32, False)
 
 
@@ -298,21 +370,25 @@ def main():
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per run, after warm-up")
     parser.add_argument("--pipeline", choices=("batches", "examples"), default="batches",
                         help="whole batches per element (default) or examples batched one by one")
+    parser.add_argument("--data", choices=("random", "digits28"), default="random",
+                        help="random batches timed for --seconds (default), or scikit-learn's digits resized to "
+                             "28x28: every runner trains --steps steps and reports its test accuracy")
+    parser.add_argument("--steps", type=int, default=600, help="--data=digits28: steps per runner")
     parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "RUNNER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global PIPELINE
-    PIPELINE = args.pipeline
+    global PIPELINE, DATA, STEPS
+    PIPELINE, DATA, STEPS = args.pipeline, args.data, args.steps
     if args.child:
         print(json.dumps({"steps_per_s": child(*args.child, args.seconds), **CHOICE}))
         return
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": root}
-    results = {}
+    results, accuracies = {}, {}
     for round_index in range(args.rounds):
         for workload in args.workloads.split(","):
             for runner in args.runners.split(","):  # alternating: every runner once per round
                 command = [sys.executable, __file__, "--child", workload, runner, f"--seconds={args.seconds}",
-                           f"--pipeline={args.pipeline}"]
+                           f"--pipeline={args.pipeline}", f"--data={args.data}", f"--steps={args.steps}"]
                 backend = {"KERAS_BACKEND": "jax" if runner.startswith("jax") else "tensorflow"}
                 out = subprocess.run(command, capture_output=True, text=True, env={**env, **backend})
                 if out.returncode:
@@ -321,12 +397,17 @@ def main():
                 measured = json.loads(out.stdout.strip().splitlines()[-1])
                 speed = measured.pop("steps_per_s")
                 results.setdefault(workload, {}).setdefault(runner, []).append(speed)
+                if measured.get("test_accuracy") is not None:
+                    accuracies.setdefault(workload, {}).setdefault(runner, []).append(measured["test_accuracy"])
                 print(json.dumps({"workload": workload, "runner": runner, "round": round_index,
                                   "steps_per_s": round(speed, 1), **measured}), flush=True)
     for workload, by_runner in results.items():
         medians = {runner: statistics.median(speeds) for runner, speeds in by_runner.items()}
         best_fit = max((v for k, v in medians.items() if k.startswith("fit")), default=float("nan"))
         summary = {"workload": workload, "median_steps_per_s": {k: round(v, 1) for k, v in medians.items()}}
+        if accuracies.get(workload):
+            summary["median_test_accuracy"] = {k: round(statistics.median(v), 4)
+                                               for k, v in accuracies[workload].items()}
         for runner, speed in medians.items():
             if runner.startswith("tfapp") or runner == "hand_loop":
                 summary[f"{runner}/fit"] = round(speed / medians.get("fit", float("nan")), 2)

@@ -108,10 +108,19 @@ def check_resume_compatible(model_dir, config):
         saved = json.load(f)
     saved = {**RESUME_DEFAULTS, **saved}
     changed = [f"--{k}={saved.get(k)!r} there, {getattr(config, k)!r} now" for k in RESUME_KEYS
-               if saved.get(k) != getattr(config, k)]
+               if saved.get(k) != getattr(config, k) and not (k == "mixed_precision" and config.mixed_precision == "auto")]
     if changed:
         raise ConfigError(f"--model_dir={model_dir}: cannot resume a run with other settings ({'; '.join(changed)});"
                           " use --noresume or another --model_dir")
+
+
+def saved_setting(model_dir, name):
+    """The value of setting `name` in model_dir's config.json (what the checkpointed run was trained with), or None."""
+    path = report.join(model_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f).get(name)
 
 
 def check_writable(model_dir):

@@ -16,6 +16,7 @@ from tfapp import tasks
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 JIT_CHOICES = ("auto", "true", "false", "block")
 PRECISIONS = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}  # flag -> Keras policy
+PRECISION_CHOICES = (*PRECISIONS, "auto")  # auto: chosen per device and task (tfapp/precision.py)
 LR_SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam", "muon")
 BACKENDS = ("tensorflow", "jax")
@@ -72,7 +73,7 @@ class Config:
     jit_compile: str = "auto"                # auto | true | false | block
     autotune_seconds: float = 3.0            # measuring budget of the auto settings (and <= ~10% of the run)
     autotune: str = "cache"                  # cache: reuse an earlier measurement of the same setup | measure
-    mixed_precision: str = "none"            # none | bfloat16 | float16 (float16 adds dynamic loss scaling)
+    mixed_precision: str = "none"            # none | bfloat16 | float16 (adds dynamic loss scaling) | auto
     lr_schedule: Optional[str] = None        # constant | cosine (decay to 0 over train_steps, after warmup); per task
     warmup_steps: Optional[int] = None       # linear warmup steps of the cosine schedule; per task (0)
     early_stopping_patience: int = 0         # stop after N evaluations without a better main metric; 0 = off
@@ -145,8 +146,9 @@ class Config:
                               "bfloat16")
         if self.steps_per_loop != "auto" and int(self.steps_per_loop) < 1:
             raise ConfigError(f"--steps_per_loop must be a positive integer or 'auto', got {self.steps_per_loop!r}")
-        if self.mixed_precision not in PRECISIONS:
-            raise ConfigError(f"--mixed_precision: {self.mixed_precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.mixed_precision not in PRECISION_CHOICES:
+            raise ConfigError(f"--mixed_precision: {self.mixed_precision!r} is not one of "
+                              f"{', '.join(PRECISION_CHOICES)}")
         if self.on_nan not in ("stop", "restore"):
             raise ConfigError(f"--on_nan: {self.on_nan!r} is not one of stop, restore")
         if self.optimizer not in OPTIMIZERS:

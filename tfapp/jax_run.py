@@ -27,7 +27,7 @@ import tensorflow as tf  # tf.data only: the model runs on JAX
 import pipelines
 from pipelines import batching
 from strategies import jax_mesh
-from tfapp import autotune, checkpoints, compile_cache, flops, jax_checkpoints, jax_loop, report
+from tfapp import autotune, checkpoints, compile_cache, flops, jax_checkpoints, jax_loop, precision, report
 from tfapp import run
 from tfapp.config import ConfigError
 
@@ -80,6 +80,24 @@ def prepare(config):
                                        source.num_examples["test"], context, vectorized=task.vectorized_preprocess,
                                        repeat=True)
     eval_steps = pipelines.eval_steps(source.num_examples["test"], config.batch_size, context.num_input_pipelines)
+    block = int(tf.nest.flatten(make_train_data(0).element_spec)[0].shape[0])  # batches per block
+    first = devices.devices[0]
+
+    def candidate_trainer(candidate):  # --mixed_precision=auto: a model in one precision, as the run would train it
+        model = run.build_model(candidate, task, source.spec)
+        optimizer = run.build_optimizer(candidate, model)
+        optimizer.build(model.trainable_variables)
+        return jax_loop.JaxTrainer(model, optimizer, task.loss(), task.metrics, config.batch_size, block,
+                                   jit_rule(config.jit_compile, model, first.platform)[0], devices.distribution,
+                                   devices.block_sharding(), table=table)
+
+    capability = getattr(first, "compute_capability", None)  # "9.0" on CUDA devices
+    with run.timed(startup, "precision_s"):
+        config, precision_record = run.choose_precision(
+            config, "jax", report.device_description(devices), precision.native(
+                "jax", first.platform, tuple(int(p) for p in capability.split(".")) if capability else None),
+            candidate_trainer, make_train_data, resuming, first.platform, context.num_input_pipelines,
+            devices.num_replicas_in_sync)
     with run.timed(startup, "model_build_s"):
         model = run.build_model(config, task, source.spec)
         optimizer = run.build_optimizer(config, model)
@@ -90,11 +108,9 @@ def prepare(config):
     if devices.is_chief:
         checkpoints.check_writable(model_dir)
     start_step = int(optimizer.iterations.numpy())
-    train_data = make_train_data(start_step)
-    block = int(tf.nest.flatten(train_data.element_spec)[0].shape[0])  # batches per block
-    return run.Experiment(config, task, devices, source, model, optimizer, train_data, eval_data,
+    return run.Experiment(config, task, devices, source, model, optimizer, make_train_data(start_step), eval_data,
                           devices.is_chief, make_train_data, resumed_from, block, startup, eval_steps, engine="jax",
-                          train_table=table)
+                          train_table=table, precision=precision_record)
 
 
 def device_table(arrays, preprocess, augment):

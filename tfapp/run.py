@@ -24,7 +24,8 @@ import tensorflow as tf
 import pipelines
 import pipelines.augment
 import strategies
-from tfapp import autotune, autotune_cache, checkpoints, export, flops, host_loop, loop, muon, plots, report, tasks
+from tfapp import autotune, autotune_cache, checkpoints, export, flops, host_loop, loop, muon, plots, precision, report
+from tfapp import tasks
 from tfapp.config import PRECISIONS, ConfigError
 
 
@@ -47,6 +48,7 @@ class Experiment:
     eval_steps: Any = None        # batches per evaluation of eval_data (which repeats); None: it is one pass
     engine: str = "tensorflow"    # "tensorflow" (tfapp.loop) or "jax" (tfapp.jax_loop; strategy: a JaxDevices)
     train_table: Any = None       # JAX: preprocessed training rows kept on the devices (train_data: row indices)
+    precision: Any = None         # --mixed_precision=auto: the choice and why (tfapp.precision), for report.json
 
     def checkpoint_manager(self, write_dir, trainer):
         """save / latest_checkpoint / restore of the model, optimizer and RNG state, for this engine."""
@@ -115,6 +117,29 @@ def build_model(config, task, spec):
         keras.config.set_dtype_policy(previous)
 
 
+def choose_precision(config, engine, device, is_native, candidate_trainer, make_train_data, resuming,
+                     platform="cpu", workers=1, replicas=1):
+    """(config with --mixed_precision=auto resolved to none or bfloat16, the record for report.json); other values
+    pass through. `candidate_trainer(candidate_config)`: a fresh model and optimizer in that precision, in a
+    trainer of this engine (tfapp.precision trains each a few steps on the same batches). A resumed run keeps the
+    precision its checkpoint was trained in."""
+    if config.mixed_precision != "auto":
+        return config, None
+    saved = checkpoints.saved_setting(config.model_dir, "mixed_precision") if resuming else None
+    if saved in PRECISIONS:
+        choice, record = saved, {"choice": saved, "source": "resumed run",
+                                 "reason": "the precision the checkpoint was trained in"}
+    else:
+        def try_precision(value, steps):
+            keras.utils.set_random_seed(config.seed)  # the same initial weights for both
+            trainer = candidate_trainer(dataclasses.replace(config, mixed_precision=value))
+            return precision.timed_training(trainer, iter(make_train_data(0)), steps)
+        choice, record = precision.choose(config, engine, device, replicas, is_native, try_precision, platform,
+                                          workers)
+    keras.utils.set_random_seed(config.seed)
+    return dataclasses.replace(config, mixed_precision=choice), record
+
+
 def resolve_run_dir(config):
     """(model_dir to use, resuming?): resumes a compatible run, never overwrites one (see checkpoints)."""
     model_dir, resuming = checkpoints.resolve_model_dir(config.model_dir, config.resume)
@@ -180,6 +205,27 @@ def prepare(config):
     eval_data = strategy.distribute_datasets_from_function(make_eval_data)
     eval_steps = pipelines.eval_steps(source.num_examples["test"], config.batch_size,
                                       contexts[0].num_input_pipelines)
+
+    def candidate_trainer(candidate):  # --mixed_precision=auto: a model in one precision, as the run would train it
+        with strategy.scope():
+            model = build_model(candidate, task, source.spec)
+            optimizer = build_optimizer(candidate, model)
+            optimizer.build(model.trainable_variables)
+        jit = autotune.jit_candidates(config.jit_compile, strategy, blocks=bool(block),
+                                      xla_known_best=config.model in task.xla_models)[0]
+        return loop.Trainer(strategy, model, optimizer, task.loss(), task.metrics, config.batch_size, jit_compile=jit,
+                            block=block)
+
+    found = report.accelerator(strategy)
+    platform = found[0].lower() if found else "cpu"
+    capability = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0]).get(
+        "compute_capability") if platform == "gpu" else None
+    with timed(startup, "precision_s"):
+        config, precision_record = choose_precision(
+            config, "tensorflow", report.device_description(strategy), precision.native("tensorflow", platform,
+                                                                                         capability),
+            candidate_trainer, make_train_data, resuming, platform, contexts[0].num_input_pipelines,
+            strategy.num_replicas_in_sync)
     with timed(startup, "model_build_s"), strategy.scope():
         model = build_model(config, task, source.spec)
         optimizer = build_optimizer(config, model)
@@ -191,7 +237,7 @@ def prepare(config):
         checkpoints.check_writable(model_dir)
     start_step = int(optimizer.iterations.numpy())
     return Experiment(config, task, strategy, source, model, optimizer, make_train_data(start_step), eval_data,
-                      is_chief, make_train_data, resumed_from, block, startup, eval_steps)
+                      is_chief, make_train_data, resumed_from, block, startup, eval_steps, precision=precision_record)
 
 
 def choose_trainer(experiment, on_traced=None):
@@ -372,6 +418,7 @@ def train(experiment, start_time=None, callbacks=()):
                                   wall_time=time.time() - start_time, flops=flop_figures)
     content["tflite"] = tflite  # path of model.tflite, "not written: why", or None without --tflite
     content["startup"] = startup  # seconds: where the time to the first step went
+    content["precision"] = experiment.precision  # --mixed_precision=auto: the choice and why (else None)
     content["phases_s"]["finish"] = finish_seconds
     if experiment.engine == "jax":
         from tfapp import jax_run

@@ -41,7 +41,8 @@ def test_two_jax_processes_train_together_and_only_process_0_writes(tmp_path):
     assert outputs[0].split("|")[0] == outputs[1].split("|")[0]
     report = read_report(model_dir)
     assert report["num_replicas"] == 2 and "on 2 processes" in report["strategy"] and report["steps"] == 60
-    assert report["autotune"]["source"] == "fixed"  # processes must not choose differently
+    # processes must not choose differently: nothing measured, 16 steps per loop on every process
+    assert report["autotune"]["source"] == "rule" and report["steps_per_loop"] == 16
     assert f"test loss {report['final_metrics']['loss']:.4f}" in outputs[0]
     assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "curves.png", "metrics.csv",
                                              "report.json", "tensorboard"]

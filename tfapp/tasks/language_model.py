@@ -140,7 +140,10 @@ def build_gpt(config, spec, layers=4, heads=4, width=128, logit_cap=15.0):
     block and the logits soft-capped at ±`logit_cap`."""
     del config
     tokens = keras.Input((spec["sequence_length"],), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(spec["vocabulary_size"], width, name="token_embedding",
+    # float32 whatever the policy: under bfloat16 the lookup's gradient (a scatter-add of every token's row into
+    # the ~66-row table) summed in bfloat16 loses digits and, on GPUs, runs as contended 16-bit atomics; the norm
+    # after it computes in the policy's dtype again.
+    x = keras.layers.Embedding(spec["vocabulary_size"], width, name="token_embedding", dtype="float32",
                                embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02))(tokens)
     x = keras.layers.LayerNormalization(epsilon=1e-5, name="embedding_norm")(x)
     for i in range(layers):
@@ -163,7 +166,7 @@ def build_gpt_small(config, spec):
 def build_lstm(config, spec, width=256):
     del config
     tokens = keras.Input((spec["sequence_length"],), dtype="int32", name="tokens")
-    x = keras.layers.Embedding(spec["vocabulary_size"], 128, name="token_embedding")(tokens)
+    x = keras.layers.Embedding(spec["vocabulary_size"], 128, name="token_embedding", dtype="float32")(tokens)
     x = keras.layers.LSTM(width, return_sequences=True, name="lstm")(x)
     return keras.Model(tokens, keras.layers.Dense(spec["vocabulary_size"], name="logits")(x), name="char_lstm")
 
