@@ -107,8 +107,9 @@ def check_resume_compatible(model_dir, config):
     with tf.io.gfile.GFile(path) as f:
         saved = json.load(f)
     saved = {**RESUME_DEFAULTS, **saved}
+    auto = {"mixed_precision"} if config.mixed_precision == "auto" else set()  # auto resumes the saved precision
     changed = [f"--{k}={saved.get(k)!r} there, {getattr(config, k)!r} now" for k in RESUME_KEYS
-               if saved.get(k) != getattr(config, k) and not (k == "mixed_precision" and config.mixed_precision == "auto")]
+               if saved.get(k) != getattr(config, k) and k not in auto]
     if changed:
         raise ConfigError(f"--model_dir={model_dir}: cannot resume a run with other settings ({'; '.join(changed)});"
                           " use --noresume or another --model_dir")

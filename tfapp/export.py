@@ -43,15 +43,20 @@ class PreparedExport:
         them too (a plain `tf.saved_model.save` of a module holding the model reloads fine in TF but converts to
         TFLite with garbage weights on TF 2.21 / Keras 3.15)."""
         self.model.set_weights(trained_model.get_weights())
-        archive = keras.export.ExportArchive()
-        archive.track(self.model)
-        for resource in self.keep:
-            archive.track(resource)
-        for name, function in self.signatures.items():
-            archive.add_endpoint(name, function)
-        path = report.join(export_base, str(next_version(export_base)))
-        archive.write_out(path, verbose=False)
-        return path
+        return write_archive([self.model, *self.keep], self.signatures, export_base)
+
+
+def write_archive(tracked, signatures, export_base):
+    """Writes `signatures` ({name: traced tf.function}) with the objects in `tracked` (models, layers, TF
+    resources they use) to `<export_base>/<next version>/` through `keras.export.ExportArchive`; returns the path."""
+    archive = keras.export.ExportArchive()
+    for resource in tracked:
+        archive.track(resource)
+    for name, function in signatures.items():
+        archive.add_endpoint(name, function)
+    path = report.join(export_base, str(next_version(export_base)))
+    archive.write_out(path, verbose=False)
+    return path
 
 
 def export_saved_model(model, build_model, serving, export_base, spec=None):

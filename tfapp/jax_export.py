@@ -17,8 +17,7 @@ import numpy as np
 import tensorflow as tf
 from jax.experimental import jax2tf
 
-from tfapp import report
-from tfapp.export import next_version
+from tfapp import export
 
 
 def _polymorphic_shape(tensor):
@@ -103,13 +102,5 @@ class PreparedExport:
     def write(self, trained_model, export_base):
         """Writes `<export_base>/<version>/` with the weights of `trained_model`; returns that path."""
         self.serving_model.load_weights_of(trained_model)
-        archive = keras.export.ExportArchive()
-        archive.track(self.serving_model.weights_module)
-        for resource in self.keep:
-            for trackable in _tensorflow_resources(resource):
-                archive.track(trackable)
-        for name, function in self.signatures.items():
-            archive.add_endpoint(name, function)
-        path = report.join(export_base, str(next_version(export_base)))
-        archive.write_out(path, verbose=False)
-        return path
+        tracked = [self.serving_model.weights_module, *(t for r in self.keep for t in _tensorflow_resources(r))]
+        return export.write_archive(tracked, self.signatures, export_base)

@@ -115,7 +115,8 @@ def test_transformer_flops_are_within_15_percent_of_6_n_tokens_plus_attention(en
             spec = {"sequence_length": context, "vocabulary_size": 66}
             model = task.models[name](run_config, spec)
             ids = tf.TensorSpec([batch, context], tf.int32)
-            counts[name] = [flops.step_flops(model, task.loss(), ids, ids), task.reference_flops(model, spec, run_config)]
+            counts[name] = [flops.step_flops(model, task.loss(), ids, ids),
+                            task.reference_flops(model, spec, run_config)]
     for name, (counted, formula) in counts.items():
         assert 0.85 < counted / formula < 1.15, (name, counted, formula)
     assert counts["gpt_small"][1] > 100 * counts["gpt"][1]
