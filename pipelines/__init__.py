@@ -7,6 +7,7 @@ Nothing here imports Keras models or tfapp: a pipeline turns a data location int
 from pipelines.batching import block_batches, eval_dataset, eval_steps, index_blocks, preprocess_rows, train_dataset
 from pipelines.sources import SOURCES, DataError, load
 from pipelines.source import LoadOptions, Source
+from pipelines.validation import with_validation
 
 __all__ = ["SOURCES", "DataError", "LoadOptions", "Source", "block_batches", "eval_dataset", "eval_steps",
-           "index_blocks", "load", "preprocess_rows", "train_dataset"]
+           "index_blocks", "load", "preprocess_rows", "train_dataset", "with_validation"]

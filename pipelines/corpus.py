@@ -3,12 +3,14 @@
     python -c "import pipelines; s = pipelines.load('embedded:shakespeare'); print(s.num_examples, s.spec['sequence_length'])"
 
 The files matching PATH (a glob; `gs://` too, through tf.io.gfile) are read in sorted order and joined with a newline
-into one stream of Unicode code points (int32: no string ever reaches a batch). As nanoGPT does, the first 90% is the
-train split and the last 10% the validation ("test") split, so figures compare. An example is the start position of
-a window of `sequence_length + 1` code points (inputs and the next-token targets): the train split has every position
-whose window fits in the train text (the gather path shuffles them each epoch, so a batch holds windows from all over
-the text), the test split the non-overlapping windows of the validation text. Which code point becomes which token id
-is fitted by the task on the train split (`spec["codepoints"]`, `spec["train_length"]`); `windows` cuts the windows.
+into one stream of Unicode code points (int32: no string ever reaches a batch). As nanoGPT does, the last 10% is the
+validation split, so "val loss" compares with nanoGPT's; the test split is `--test_fraction` of the text just before
+it (the language model's default 0.05), and the train split the rest. An example is the start position of a window
+of `sequence_length + 1` code points (inputs and the next-token targets): the train split has every position whose
+window fits in the train text (the gather path shuffles them each epoch, so a batch holds windows from all over the
+text), the validation and test splits the non-overlapping windows of their text. Which code point becomes which
+token id is fitted by the task on the train split (`spec["codepoints"]`, `spec["train_length"]`: the train text
+ends there, the test text at `spec["validation_start"]`); `windows` cuts the windows.
 """
 import numpy as np
 import tensorflow as tf
@@ -46,12 +48,16 @@ def from_text(name, text, options):
     """A Source of window positions over `text` (see the module docstring)."""
     length = options.sequence_length or DEFAULT_SEQUENCE_LENGTH
     codepoints = np.frombuffer(text.encode("utf-32-le"), dtype="<u4").astype(np.int32)
-    train_length = int(len(codepoints) * TRAIN_FRACTION)
-    test_windows = (len(codepoints) - train_length - 1) // length
-    if train_length - length < 1 or test_windows < 1:
+    validation_start = int(len(codepoints) * TRAIN_FRACTION)
+    train_length = validation_start - int(round(len(codepoints) * options.test_fraction))
+    validation_windows = (len(codepoints) - validation_start - 1) // length
+    test_windows = (validation_start - train_length - 1) // length
+    if train_length - length < 1 or validation_windows < 1 or test_windows < 1:
         raise DataError(f"--data={name}: {len(codepoints)} characters are too few for windows of "
-                        f"--sequence_length={length} in both the train (90%) and validation (10%) parts")
+                        f"--sequence_length={length} in the train, test (--test_fraction={options.test_fraction}) "
+                        "and validation (the last 10%) parts")
     positions = {"train": np.arange(train_length - length, dtype=np.int64),
+                 "validation": validation_start + length * np.arange(validation_windows, dtype=np.int64),
                  "test": train_length + length * np.arange(test_windows, dtype=np.int64)}
     arrays = {split: {"x": p, "y": p} for split, p in positions.items()}
 
@@ -59,7 +65,7 @@ def from_text(name, text, options):
         return lambda: tf.data.Dataset.from_tensor_slices(arrays[split])
 
     spec = {"features": {"x": ((length,), "int32")}, "sequence_length": length, "codepoints": codepoints,
-            "train_length": train_length, "characters": len(codepoints)}
+            "train_length": train_length, "validation_start": validation_start, "characters": len(codepoints)}
     return Source(name, {split: split_fn(split) for split in arrays}, {s: len(p) for s, p in positions.items()},
                   spec, arrays)
 

@@ -1,4 +1,5 @@
-"""`npz:PATH` — arrays `x_train, y_train, x_test, y_test`, or `x, y` split by `test_fraction` with the seed.
+"""`npz:PATH` — arrays `x_train, y_train, x_test, y_test` (and `x_val, y_val`: its own validation split), or `x, y`
+split by `test_fraction` with the seed.
 
     tfapp-train --data=npz:gs://my-bucket/signals.npz
 """
@@ -27,8 +28,10 @@ def read_npz(path):
 def from_npz_content(name, content, options):
     keys = set(content)
     if {"x_train", "y_train", "x_test", "y_test"} <= keys:
+        own_validation = {"validation": (content["x_val"], content["y_val"])} if {"x_val", "y_val"} <= keys else {}
         return arrays.from_split_arrays(name, {
             "train": (content["x_train"], content["y_train"]),
+            **own_validation,
             "test": (content["x_test"], content["y_test"]),
         })
     if {"x", "y"} <= keys:

@@ -72,7 +72,8 @@ def load_series(location, options):
                         f"and --test_fraction={options.test_fraction}")
     diffs = np.diff(values[:split])
     extra = {"window": window, "horizon": horizon, "time_range": [times[0], times[-1]],
-             "test_start": times[split], "diff_std": float(np.std(diffs)) or 1.0, "series_length": len(values)}
+             "test_start": times[split], "diff_std": float(np.std(diffs)) or 1.0, "series_length": len(values),
+             "ordered": True}  # windows in time order: validation is the last of them (pipelines/validation.py)
     return arrays.from_split_arrays(f"series:{location}", {"train": windows(values, train_starts, window, horizon),
                                                            "test": windows(values, test_starts, window, horizon)},
                                     extra)

@@ -55,6 +55,8 @@ def load_tfds(location, options):
         raise DataError(f"--data=tfds:{name}: the prepared dataset in {data_dir} lists no splits")
     if {"train", "test"} <= splits:
         split_names = {"train": "train", "test": "test"}
+        if "validation" in splits:  # the dataset's own validation split (else tfapp carves one from train)
+            split_names["validation"] = "validation"
     else:
         first = "train" if "train" in splits else sorted(splits)[0]
         cut = int(round(100 * (1 - options.test_fraction)))

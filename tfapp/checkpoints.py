@@ -15,6 +15,7 @@ import json
 import shutil
 import uuid
 
+import keras
 import tensorflow as tf
 
 from tfapp import report
@@ -25,9 +26,16 @@ CONFIG_FILE = "config.json"
 JAX_STATE_FILE = "checkpoint.json"  # names the latest checkpoint of a --backend=jax run (tfapp.jax_checkpoints)
 MIN_FREE_BYTES = 50 * 2**20  # refuse to start with less free space than this in a local model_dir
 # Settings a resumed run must share with the run that wrote the checkpoint.
-RESUME_KEYS = ("task", "model", "data", "batch_size", "seed", "mixed_precision", "test_fraction", "backend",
-               "optimizer")
-RESUME_DEFAULTS = {"backend": "tensorflow", "optimizer": "adam"}  # what a config.json written before the key meant
+RESUME_KEYS = ("task", "model", "data", "batch_size", "seed", "mixed_precision", "test_fraction",
+               "validation_fraction", "backend", "optimizer")
+# what a config.json written before the key meant
+RESUME_DEFAULTS = {"backend": "tensorflow", "optimizer": "adam", "validation_fraction": 0.1}
+
+
+def batches_done(optimizer):
+    """The run's step: batches trained so far. Keras's `optimizer.iterations` counts updates, which with
+    --gradient_accumulation_steps=N come every N batches; its counter of `apply` calls counts batches."""
+    return int(keras.ops.convert_to_numpy(optimizer._iterations))
 
 
 def directory(model_dir):
@@ -46,14 +54,51 @@ def checkpoint(model, optimizer):
     return tf.train.Checkpoint(model=model, optimizer=optimizer, seed_states=seed_states(model))
 
 
+BEST_FILE = "best.json"  # in checkpoints/: the step and validation metrics of the best evaluation (--keep=best)
+
+
+def write_best(model_dir, step, metrics, path):
+    """Records the best evaluation (atomically: a temporary file, then a rename)."""
+    target = report.join(directory(model_dir), BEST_FILE)
+    temporary = f"{target}.tmp-{uuid.uuid4().hex}"
+    with tf.io.gfile.GFile(temporary, "w") as f:
+        f.write(json.dumps({"step": int(step), "validation": metrics, "checkpoint": path}, indent=1))
+    tf.io.gfile.rename(temporary, target, overwrite=True)
+
+
+def read_best(model_dir):
+    """(step, validation metrics, checkpoint path) of the best evaluation recorded in model_dir, or None."""
+    path = report.join(directory(model_dir), BEST_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        best = json.load(f)
+    return best["step"], best["validation"], best["checkpoint"]
+
+
 class Manager:
-    """`save(checkpoint_number=step)` at loop ends, `latest_checkpoint`, `restore(path)`: a
-    tf.train.CheckpointManager of `checkpoint(model, optimizer)` (tfapp.jax_checkpoints.Manager: the same calls
-    on the JAX engine)."""
+    """`save(checkpoint_number=step)` at loop ends, `latest_checkpoint`, `restore(path)`, and for --keep=best
+    `save_best(step, metrics)` / `best()` / `restore_best()`: tf.train.CheckpointManagers of `checkpoint(model,
+    optimizer)` and of the model's weights alone under checkpoints/best/ (tfapp.jax_checkpoints.Manager: the same
+    calls on the JAX engine)."""
 
     def __init__(self, model_dir, model, optimizer):
+        self.model_dir = model_dir
         self._checkpoint = checkpoint(model, optimizer)
         self._manager = tf.train.CheckpointManager(self._checkpoint, directory(model_dir), max_to_keep=MAX_TO_KEEP)
+        self._weights = tf.train.Checkpoint(model=model)
+        self._best = tf.train.CheckpointManager(self._weights, report.join(directory(model_dir), "best"),
+                                                max_to_keep=1)
+
+    def save_best(self, step, metrics):
+        write_best(self.model_dir, step, metrics, self._best.save(checkpoint_number=step))
+
+    def best(self):
+        found = read_best(self.model_dir)
+        return found[:2] if found else None
+
+    def restore_best(self):
+        self._weights.restore(read_best(self.model_dir)[2]).expect_partial()
 
     @property
     def latest_checkpoint(self):

@@ -1,5 +1,6 @@
-"""Compare finished runs: one table (task, the settings that differ, final metrics, speed, time to target),
-written as CSV, and `comparison.png` with every run's eval curve of the main metric on shared axes.
+"""Compare finished runs: one table (task, the settings that differ, the main validation metric that ranks them,
+the test metrics, speed, time to target), written as CSV, and `comparison.png` with every run's validation curve of
+the main metric on shared axes.
 
     tfapp-compare runs/digits-*            # prints the table, writes ./comparison.csv and ./comparison.png
 """
@@ -26,7 +27,7 @@ def load_run(run_dir):
     metric = content.get("main_metric") or "accuracy"
     with tf.io.gfile.GFile(report.join(run_dir, "metrics.csv")) as f:
         curve = [(int(r["step"]), float(r["value"])) for r in csv.DictReader(f)
-                 if r["split"] == "eval" and r["metric"] == metric]
+                 if r["split"] in ("validation", "eval") and r["metric"] == metric]  # "eval": runs before validation
     return {"dir": run_dir, "name": os.path.basename(run_dir.rstrip("/")), "report": content, "metric": metric,
             "curve": curve}
 
@@ -35,10 +36,17 @@ def _mode(run):
     return "min" if run["metric"] in ("loss", "mae", "mse", "rmse") else "max"
 
 
+def validation_value(run):
+    """The run's main metric on the validation split (of its kept checkpoint): what ranks runs. The test split
+    only reports (a run written before the validation split had only its test figures)."""
+    validation = (run["report"].get("validation") or {}).get("metrics") or run["report"]["final_metrics"]
+    return validation.get(run["metric"], float("nan"))
+
+
 def sort_runs(runs):
-    """Best first by the (shared) main metric."""
+    """Best first by the (shared) main metric on validation."""
     def key(run):
-        value = run["report"]["final_metrics"].get(run["metric"], float("nan"))
+        value = validation_value(run)
         return value if _mode(run) == "min" else -value
     return sorted(runs, key=key)
 
@@ -53,7 +61,8 @@ def rows(runs):
     for run in runs:
         r = run["report"]
         row = {"run": run["name"], "task": r["task"], **{k: r["config"].get(k) for k in keys}}
-        row.update({k: round(v, 4) for k, v in r["final_metrics"].items()})
+        row[f"validation_{run['metric']}"] = round(validation_value(run), 4)
+        row.update({f"test_{k}": round(v, 4) for k, v in r["final_metrics"].items()})
         row.update({"steps": r["steps"], "steps_per_s": _round(r.get("steps_per_second"), 1),
                     "mfu": _round(r.get("mfu"), 3), "wall_s": _round(r.get("wall_time_s"), 1),
                     "time_to_target_s": _round(r.get("time_to_target_s"), 1)})
@@ -90,12 +99,11 @@ def plot(runs, path):
     for run in runs:
         if run["curve"]:
             steps, values = zip(*run["curve"])
-            final = run["report"]["final_metrics"].get(run["metric"])
-            axis.plot(steps, values, marker="o", markersize=3, label=f"{run['name']} ({final:.4f})")
+            axis.plot(steps, values, marker="o", markersize=3, label=f"{run['name']} ({validation_value(run):.4f})")
     metric = runs[0]["metric"]
     axis.set_xlabel("optimizer step")
-    axis.set_ylabel(f"eval {metric}")
-    axis.set_title(f"{runs[0]['report']['task']}: eval {metric}, best first")
+    axis.set_ylabel(f"validation {metric}")
+    axis.set_title(f"{runs[0]['report']['task']}: validation {metric}, best first")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     plots.save_figure(figure, path)

@@ -21,6 +21,7 @@ LR_SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = ("adam", "muon")
 BACKENDS = ("tensorflow", "jax")
 AUTOTUNE_CHOICES = ("cache", "measure")
+KEEP_CHOICES = ("best", "last")
 
 
 class ConfigError(ValueError):
@@ -34,7 +35,9 @@ class Config:
     data: Optional[str] = None               # "KIND:LOCATION"; None -> the task's default_data
     data_dir: Optional[str] = None           # TFDS data_dir
     download: bool = False                   # TFDS: allow downloading a missing dataset
-    test_fraction: float = 0.2               # share of examples held out when a source has no test split
+    test_fraction: Optional[float] = None    # share held out as test when a source has none; per task (0.2)
+    validation_fraction: float = 0.1         # share of train held out as validation when a source has none
+    keep: str = "best"                       # best | last: the checkpoint tested and exported at the end
     label_column: Optional[str] = None       # csv: the column to predict
     image_size: int = 64                     # images: resized to image_size × image_size
     image_channels: Optional[int] = None     # images: convert to 1/3/4 channels; None = files must agree
@@ -62,6 +65,10 @@ class Config:
     max_nan_retries: int = 3                 # restores before --on_nan=restore gives up
     deterministic: bool = False              # op determinism on; XLA off unless asked for
     learning_rate: Optional[float] = None    # peak learning rate of the optimizer
+    dropout: Optional[float] = None          # transformer and recurrent models: dropout rate; None: the model's own
+    weight_decay: Optional[float] = None     # decoupled (AdamW; Muon's own) on kernels and embeddings; per task (0)
+    clipnorm: Optional[float] = None         # clip the gradients' global norm to this; None: no clipping
+    gradient_accumulation_steps: int = 1     # optimizer updates every N steps on the mean of N steps' gradients
     optimizer: Optional[str] = None          # adam | muon (orthogonalized momentum on 2-D kernels); per task (adam)
     seed: int = 0
     strategy: str = "auto"
@@ -102,6 +109,8 @@ class Config:
         values["lr_schedule"] = values["lr_schedule"] or "constant"
         values["optimizer"] = values["optimizer"] or "adam"
         values["warmup_steps"] = 0 if values["warmup_steps"] is None else values["warmup_steps"]
+        for name, default in (("test_fraction", 0.2), ("weight_decay", 0.0)):
+            values[name] = default if values[name] is None else values[name]
         values["steps_per_loop"] = str(values["steps_per_loop"])
         values["checkpoint_every"] = values["checkpoint_every"] or values["eval_every"]
         values["data"] = values["data"] or task.default_data
@@ -178,3 +187,15 @@ class Config:
             raise ConfigError(f"--vocab_size must be >= 3 (padding, unknown and one word), got {self.vocab_size}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"--test_fraction must be in (0, 1), got {self.test_fraction}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigError(f"--validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.keep not in KEEP_CHOICES:
+            raise ConfigError(f"--keep: {self.keep!r} is not one of {', '.join(KEEP_CHOICES)}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"--weight_decay must be >= 0, got {self.weight_decay}")
+        if self.clipnorm is not None and not self.clipnorm > 0:
+            raise ConfigError(f"--clipnorm must be > 0, got {self.clipnorm}")
+        if self.gradient_accumulation_steps < 1:
+            raise ConfigError(f"--gradient_accumulation_steps must be >= 1, got {self.gradient_accumulation_steps}")

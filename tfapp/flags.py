@@ -28,8 +28,15 @@ def define_data_flags():
     flags.DEFINE_string("data_dir", None, "TFDS data_dir for tfds: sources (default ~/tensorflow_datasets).")
     flags.DEFINE_boolean("download", False, "tfds: allow TFDS to download and prepare a missing dataset (needs "
                          "network); off, a missing dataset fails at once with how to prepare it.")
-    flags.DEFINE_float("test_fraction", 0.2, "Share of examples held out as the test split when the source has "
-                       "no test split of its own (seeded by --seed).")
+    flags.DEFINE_float("test_fraction", None, "Share of examples held out as the test split when the source has "
+                       "no test split of its own (seeded by --seed). Default: per task (0.2; language_model: 0.05 "
+                       "of the text before nanoGPT's validation 10%).")
+    flags.DEFINE_float("validation_fraction", 0.1, "Share of the train split held out as the validation split "
+                       "when the source has none of its own (TFDS validation, x_val/y_val in an npz): the same rows "
+                       "on every "
+                       "run and resume (seeded by --seed), stratified by class for classification, the last windows "
+                       "of a time series. Periodic evaluation, early stopping, --target_metric and sweeps read it; "
+                       "the test split is read once, at the end, on the kept checkpoint.")
     flags.DEFINE_integer("seed", 0, "Seed for the data split, shuffling and weight initialisation.")
     flags.DEFINE_string("label_column", None, "csv: the column to predict.")
     flags.DEFINE_integer("image_size", 64, "images: height and width images are resized to.")
@@ -49,8 +56,9 @@ def define_data_flags():
 
 
 def load_options_from_flags(flag_values=flags.FLAGS):
-    return pipelines.LoadOptions(**{field.name: flag_values[field.name].value
-                                    for field in dataclasses.fields(pipelines.LoadOptions)})
+    values = {field.name: flag_values[field.name].value for field in dataclasses.fields(pipelines.LoadOptions)}
+    values["test_fraction"] = 0.2 if values["test_fraction"] is None else values["test_fraction"]
+    return pipelines.LoadOptions(**values)
 
 
 def define_flags():
@@ -76,9 +84,22 @@ def define_flags():
     flags.DEFINE_integer("batch_size", None, "Global batch size, split evenly across replicas. Default: per task "
                          "(digits: 64).")
     flags.DEFINE_integer("train_steps", None, "Optimizer steps to train. Default: per task (digits: 600).")
-    flags.DEFINE_integer("eval_every", None, "Evaluate on the test split every N steps (and at the end). "
+    flags.DEFINE_integer("eval_every", None, "Evaluate on the validation split every N steps (and at the end). "
                          "Default: per task (digits: 100).")
     flags.DEFINE_float("learning_rate", None, "Peak learning rate. Default: per task (digits: 2e-3).")
+    flags.DEFINE_float("dropout", None, "Dropout rate of the transformer and recurrent models (language_model gpt, "
+                       "gpt_small, lstm; text_classification transformer, bigru; token_classification bilstm, "
+                       "transformer). Default: per task (0).")
+    flags.DEFINE_float("weight_decay", None, "Decoupled weight decay (AdamW; Muon's own for its matrices) on kernels "
+                       "and embeddings, not on biases and norms. Default: per task (0).")
+    flags.DEFINE_float("clipnorm", None, "Clip the gradients to this global norm before each update; default: no "
+                       "clipping.")
+    flags.DEFINE_integer("gradient_accumulation_steps", 1, "Update the weights every N steps with the mean of N "
+                         "steps' gradients (Keras optimizers' own accumulation; both engines): N x --batch_size "
+                         "examples per update without the memory of a larger batch.")
+    flags.DEFINE_enum("keep", "best", list(config_lib.KEEP_CHOICES), "The checkpoint tested and exported at the "
+                      "end: best (the evaluation with the best main validation metric; report.json says its step) "
+                      "or last.")
     flags.DEFINE_enum("optimizer", None, list(config_lib.OPTIMIZERS),
                       "adam, or muon (keras.optimizers.Muon: Newton-Schulz-orthogonalized momentum for 2-D kernels, "
                       "Adam for embeddings, the output layer, biases and other shapes; ~3x fewer characters than "

@@ -2,9 +2,11 @@
 
     python -c "from tfapp import config, run; run.run(config.Config(steps_per_loop='16').resolved())"
 
+Evaluations read the validation split; the best of them (the task's main metric) is kept on disk with --keep=best
+and its weights restored at the end, where the test split is read once, on the kept weights (`finish`).
 Keras callbacks: `on_train_begin/end`, `on_train_batch_end` (once per loop, logs = loop means), and
-`on_epoch_begin/end` around each evaluation ("epoch" = one eval period; logs carry `val_<metric>`), so
-EarlyStopping and user callbacks work; `model.stop_training` ends the run at the next evaluation.
+`on_epoch_begin/end` around each evaluation ("epoch" = one eval period; logs carry `val_<metric>` of the validation
+split), so EarlyStopping and user callbacks work; `model.stop_training` ends the run at the next evaluation.
 Faults handled here, at loop boundaries: SIGTERM/SIGINT (finish the loop, checkpoint, stop), a NaN/Inf loss
 (stop with the last good checkpoint kept, or restore it with half the learning rate). Everything here runs
 between compiled loops, never inside them.
@@ -19,6 +21,8 @@ from typing import Optional
 
 import keras
 
+from tfapp import checkpoints
+
 
 class NanLossError(RuntimeError):
     """The training loss became NaN or Inf; the message names the step and the last good checkpoint."""
@@ -28,7 +32,7 @@ class NanLossError(RuntimeError):
 class Outcome:
     start_step: int = 0
     steps: int = 0
-    eval_metrics: dict = dataclasses.field(default_factory=dict)
+    eval_metrics: dict = dataclasses.field(default_factory=dict)  # the last validation metrics
     baselines: Optional[dict] = None      # the task's simple references on the test split (majority class, …)
     time_to_first_step: float = 0.0
     compile_seconds: float = 0.0
@@ -36,6 +40,10 @@ class Outcome:
     timed_seconds: float = 0.0
     input_wait_seconds: float = 0.0  # time the timed loops were blocked in next(iterator)
     input_handover_seconds: float = 0.0  # time from asking for a batch to having it (wait + slicing a block)
+    best_step: Optional[int] = None  # the evaluation with the best main validation metric so far
+    best_metrics: Optional[dict] = None  # … and its validation metrics
+    kept_step: Optional[int] = None  # the step whose weights were tested (and are exported): --keep
+    test_metrics: Optional[dict] = None  # the test split, read once at the end on the kept weights
     stopped_early: bool = False
     stopped_by_signal: str = ""   # "SIGTERM" / "SIGINT" when interrupted
     nan_restores: list = dataclasses.field(default_factory=list)  # steps at which a NaN loss was restored
@@ -102,7 +110,39 @@ def loop_sizes(train_steps, eval_every, steps_per_loop, start=0, checkpoint_ever
 def _print_eval(step, total, train_values, eval_values):
     shown = "  ".join(f"{name} {value:.4f}" for name, value in eval_values.items())
     newline = "\n" if sys.stdout.isatty() else ""  # step off the live progress bar
-    print(f"{newline}step {step}/{total}  train loss {train_values['loss']:.4f}  eval: {shown}", flush=True)
+    print(f"{newline}step {step}/{total}  train loss {train_values['loss']:.4f}  validation: {shown}", flush=True)
+
+
+def _record_validation(experiment, manager, outcome, step):
+    """After an evaluation at `step`: a new best main validation metric becomes the best (kept on disk with
+    --keep=best, so a resumed run knows it too)."""
+    task = experiment.task
+    value = outcome.eval_metrics.get(task.main_metric)
+    best = None if outcome.best_metrics is None else outcome.best_metrics.get(task.main_metric)
+    # A tie of the main metric (accuracy moves in steps of 1/validation examples) goes to the lower loss.
+    tie_break = value == best and outcome.eval_metrics.get("loss", 0.0) < outcome.best_metrics.get("loss", 0.0)
+    if value is None or (best is not None and not _better(value, best, task.main_metric_mode) and not tie_break):
+        return
+    outcome.best_step, outcome.best_metrics = step, dict(outcome.eval_metrics)
+    if experiment.config.keep == "best":
+        manager.save_best(step, outcome.best_metrics)
+
+
+def _better(value, than, mode):
+    return value > than if mode == "max" else value < than
+
+
+def finish(experiment, trainer, manager, outcome, run_log):
+    """The end of a run that was not interrupted: the kept weights (--keep=best: the best evaluation's, else the
+    last step's) in the model, then the test split read once on them."""
+    outcome.kept_step = outcome.steps
+    if experiment.config.keep == "best" and outcome.best_step is not None and outcome.best_step != outcome.steps:
+        manager.restore_best()
+        trainer.reload_state()  # the JAX engine keeps its own copy of the variables
+        outcome.kept_step = outcome.best_step
+    test_data, test_steps = experiment.make_test_data()
+    outcome.test_metrics = trainer.evaluate(test_data, test_steps)
+    run_log.log(outcome.kept_step, "test", outcome.test_metrics)
 
 
 def _callbacks(experiment, callbacks):
@@ -155,7 +195,7 @@ def _handle_nan(experiment, trainer, manager, outcome, step):
     trainer.reload_state()  # the JAX engine keeps its own copy of the variables
     outcome.nan_restores.append(step)
     print(f"step {step}: loss NaN/Inf; restored {last}, learning rate halved to {rate:g}", flush=True)
-    return int(optimizer.iterations.numpy())
+    return checkpoints.batches_done(optimizer)
 
 
 def _reached(value, target, mode):
@@ -175,13 +215,16 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
     callback_list = _callbacks(experiment, callbacks)
     experiment.model.stop_training = False
     manager = experiment.checkpoint_manager(write_dir, trainer)
-    step = int(optimizer.iterations.numpy())
+    step = checkpoints.batches_done(optimizer)
     outcome, epoch = Outcome(start_step=step, steps=step, measured_input_wait=trainer.measure_input_wait), 0
     # A live bar on a terminal; in logs (CI, files) one line at the end plus the eval lines.
     progress = keras.utils.Progbar(config.train_steps, unit_name="step", verbose=1 if sys.stdout.isatty() else 2,
                                    stateful_metrics=["loss", *(m.name for m in trainer.train_metrics)])
     iterator = iter(experiment.train_data)
     trainer.reset_input()
+    saved_best = manager.best() if experiment.resumed_from else None  # (step, validation metrics) of the best
+    if saved_best:
+        outcome.best_step, outcome.best_metrics = saved_best
     boundaries = (config.eval_every, config.checkpoint_every)
     callback_list.on_train_begin()
     callback_list.on_epoch_begin(epoch)
@@ -222,7 +265,8 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                 eval_start = time.perf_counter()
                 outcome.eval_metrics = trainer.evaluate(experiment.eval_data, experiment.eval_steps)
                 outcome.eval_seconds += time.perf_counter() - eval_start
-                run_log.log(step, "eval", outcome.eval_metrics)
+                run_log.log(step, "validation", outcome.eval_metrics)
+                _record_validation(experiment, manager, outcome, step)
                 main = outcome.eval_metrics.get(experiment.task.main_metric)
                 if config.target_metric is not None and outcome.time_to_target is None and main is not None \
                         and _reached(main, config.target_metric, experiment.task.main_metric_mode):
@@ -246,8 +290,12 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                 break
     trainer.sync_to_model()  # the model's variables hold the trained weights (export, whole-test-set metrics)
     if not outcome.eval_metrics and not outcome.stopped_by_signal:
-        # Resumed at the last step (or no evaluation fell inside this session): the final metrics still count.
+        # Resumed at the last step (or no evaluation fell inside this session): the last validation still counts.
         outcome.eval_metrics = trainer.evaluate(experiment.eval_data, experiment.eval_steps)
+        if outcome.best_step is None:
+            _record_validation(experiment, manager, outcome, step)
     progress.update(step, finalize=True)
     callback_list.on_train_end()
+    if not outcome.stopped_by_signal:
+        finish(experiment, trainer, manager, outcome, run_log)
     return outcome

@@ -90,12 +90,39 @@ class Manager:
                 tf.io.gfile.remove(old_path)
         return report.join(self.directory, name)
 
+    def save_best(self, step, metrics):
+        """--keep=best: the model's weights (no optimizer) as checkpoints/best.npz, and best.json."""
+        if self.trainer is not None:
+            self.trainer.sync_to_model()
+        arrays = {f"v{i:05d}": _host_value(variable.value) for i, variable in enumerate(self.model.variables)}
+        if not self.is_chief:
+            return
+        buffer = io.BytesIO()
+        np.savez(buffer, paths=np.asarray([variable.path for variable in self.model.variables]), **arrays)
+        path = report.join(self.directory, "best.npz")
+        tf.io.gfile.makedirs(self.directory)
+        _write_atomically(path, buffer.getvalue())
+        checkpoints.write_best(self.model_dir, step, metrics, path)
+
+    def best(self):
+        found = checkpoints.read_best(self.model_dir)
+        return found[:2] if found else None
+
+    def restore_best(self):
+        self._assign(checkpoints.read_best(self.model_dir)[2], list(self.model.variables))
+        if self.trainer is not None:
+            self.trainer.reload_state()
+
     def restore(self, path):
         """Assigns the checkpoint's arrays to the model's and optimizer's variables (the same positions and
         shapes: a checkpoint of another model is refused with the first mismatch named)."""
+        self._assign(path, _variables(self.model, self.optimizer))
+        if self.trainer is not None:
+            self.trainer.reload_state()
+
+    def _assign(self, path, variables):
         with tf.io.gfile.GFile(path, "rb") as f:
             stored = np.load(io.BytesIO(f.read()))
-        variables = _variables(self.model, self.optimizer)
         if len(stored.files) - 1 != len(variables):
             raise ValueError(f"{path}: holds {len(stored.files) - 1} variables, the model and optimizer have "
                              f"{len(variables)}")
@@ -105,5 +132,3 @@ class Manager:
                 raise ValueError(f"{path}: {stored['paths'][i]} has shape {value.shape}, the model's "
                                  f"{variable.path} {tuple(variable.shape)}")
             variable.assign(value)
-        if self.trainer is not None:
-            self.trainer.reload_state()

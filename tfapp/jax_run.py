@@ -76,10 +76,13 @@ def prepare(config):
             return dataset
         return dataset.batch(block_size(dataset.element_spec), drop_remainder=True).prefetch(2)
 
-    eval_data = pipelines.eval_dataset(source.splits["test"], preprocess, config.batch_size,
-                                       source.num_examples["test"], context, vectorized=task.vectorized_preprocess,
-                                       repeat=True)
-    eval_steps = pipelines.eval_steps(source.num_examples["test"], config.batch_size, context.num_input_pipelines)
+    def make_eval_data(split):
+        """(the split's repeating (features, label, weight) batches, batches per pass)."""
+        return (pipelines.eval_dataset(source.splits[split], preprocess, config.batch_size, source.num_examples[split],
+                                       context, vectorized=task.vectorized_preprocess, repeat=True),
+                pipelines.eval_steps(source.num_examples[split], config.batch_size, context.num_input_pipelines))
+
+    eval_data, eval_steps = make_eval_data("validation")
     block = int(tf.nest.flatten(make_train_data(0).element_spec)[0].shape[0])  # batches per block
     first = devices.devices[0]
 
@@ -107,10 +110,11 @@ def prepare(config):
         jax_checkpoints.Manager(model_dir, model, optimizer).restore(resumed_from)
     if devices.is_chief:
         checkpoints.check_writable(model_dir)
-    start_step = int(optimizer.iterations.numpy())
+    start_step = checkpoints.batches_done(optimizer)
     return run.Experiment(config, task, devices, source, model, optimizer, make_train_data(start_step), eval_data,
                           devices.is_chief, make_train_data, resumed_from, block, startup, eval_steps, engine="jax",
-                          train_table=table, precision=precision_record)
+                          train_table=table, precision=precision_record,
+                          make_test_data=lambda: make_eval_data("test"))
 
 
 def device_table(arrays, preprocess, augment):

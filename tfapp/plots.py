@@ -24,13 +24,13 @@ def figure(width, height, columns=1):
 
 
 def plot_curves(series, main_metric, path, title, x_axis=("optimizer step", 1)):
-    """Two panels (loss; main metric), train and eval lines each, written to `path` through tf.io.gfile.
+    """Two panels (loss; main metric), train and validation lines each, written to `path` through tf.io.gfile.
     `series(split, metric)` -> [(step, value), …] (e.g. `RunLog.series`); `x_axis`: (label, units per step), e.g.
     ("characters seen", batch × sequence length) for a language model."""
     label, per_step = x_axis
     fig, axes = figure(11, 4.2, columns=2)
     for axis, metric in zip(axes, ("loss", main_metric)):
-        for split, style in (("train", dict(alpha=0.7)), ("eval", dict(marker="o", markersize=3))):
+        for split, style in (("train", dict(alpha=0.7)), ("validation", dict(marker="o", markersize=3))):
             points = series(split, metric)
             if points:
                 steps, values = zip(*points)
@@ -48,7 +48,8 @@ def plot_curves(series, main_metric, path, title, x_axis=("optimizer step", 1)):
 def start_curves(series, main_metric, path, title, x_axis=("optimizer step", 1)):
     """plot_curves in a background thread (over a snapshot of the rows); `.join()` the returned thread before
     relying on the file. An error is re-raised by `join_curves`."""
-    rows = {(split, metric): series(split, metric) for split in ("train", "eval") for metric in ("loss", main_metric)}
+    rows = {(split, metric): series(split, metric) for split in ("train", "validation")
+            for metric in ("loss", main_metric)}
     thread = threading.Thread(target=_plot_recording_error, daemon=True,
                               args=(lambda split, metric: rows[(split, metric)], main_metric, path, title, x_axis))
     thread.errors = []

@@ -39,8 +39,8 @@ class RunLog:
         path = join(model_dir, "metrics.csv")
         if keep_until is not None and tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path) as f:
-                self.rows = [(int(r["step"]), r["split"], r["metric"], float(r["value"]))
-                             for r in csv.DictReader(f) if int(r["step"]) <= keep_until]
+                self.rows = [(int(r["step"]), r["split"], r["metric"], float(r["value"])) for r in csv.DictReader(f)
+                             if int(r["step"]) <= keep_until and r["split"] != "test"]  # tested again at the end
 
     def _writer(self, split):
         if split not in self._writers:
@@ -48,8 +48,8 @@ class RunLog:
         return self._writers[split]
 
     def log(self, step, split, values, csv_too=True):
-        """Records {metric: value} for `split` ("train", "eval") at `step`. `csv_too=False`: TensorBoard only,
-        for timing values (steps/s, MFU) that would make metrics.csv differ between identical runs."""
+        """Records {metric: value} for `split` ("train", "validation", "test") at `step`. `csv_too=False`:
+        TensorBoard only, for timing values (steps/s, MFU) that would make metrics.csv differ between identical runs."""
         if csv_too:
             self.rows.extend((int(step), split, name, float(value)) for name, value in values.items())
         with self._writer(split).as_default(step=int(step)):
@@ -59,7 +59,7 @@ class RunLog:
     def log_hparams(self, hparams):
         """The run's settings for TensorBoard's HParams dashboard (sweeps compare runs there)."""
         from tensorboard.plugins.hparams import api as hp
-        # At the tensorboard/ root: the HParams view then finds the metrics under the "train"/"eval" groups.
+        # At the tensorboard/ root: the HParams view then finds the metrics under the "train"/"validation" groups.
         with tf.summary.create_file_writer(join(self.model_dir, "tensorboard")).as_default() as writer:
             hp.hparams({k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str))})
             writer.flush()
@@ -167,7 +167,13 @@ def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, 
     return {
         "task": experiment.task.name,
         "config": dataclasses.asdict(config),
-        "final_metrics": outcome.eval_metrics,
+        # the test split, read once at the end on the kept weights; validation decided everything before
+        "final_metrics": outcome.test_metrics,
+        "test": {"metrics": outcome.test_metrics, "step": outcome.kept_step},
+        "validation": {"metrics": outcome.best_metrics if config.keep == "best" else outcome.eval_metrics,
+                       "best_step": outcome.best_step, "best": outcome.best_metrics, "last": outcome.eval_metrics},
+        "keep": config.keep,
+        "kept_step": outcome.kept_step,
         "baselines": outcome.baselines,
         "steps": outcome.steps,
         "stopped_early": outcome.stopped_early,

@@ -49,6 +49,7 @@ class Experiment:
     engine: str = "tensorflow"    # "tensorflow" (tfapp.loop) or "jax" (tfapp.jax_loop; strategy: a JaxDevices)
     train_table: Any = None       # JAX: preprocessed training rows kept on the devices (train_data: row indices)
     precision: Any = None         # --mixed_precision=auto: the choice and why (tfapp.precision), for report.json
+    make_test_data: Any = None    # () -> (test dataset, batches in one pass): built and read once, at the end
 
     def checkpoint_manager(self, write_dir, trainer):
         """save / latest_checkpoint / restore of the model, optimizer and RNG state, for this engine."""
@@ -74,25 +75,39 @@ def learning_rate_schedule(config):
     """--learning_rate, constant or with --warmup_steps of linear warm-up then cosine decay to 0."""
     if config.lr_schedule != "cosine":
         return config.learning_rate
-    warmup = min(config.warmup_steps, config.train_steps - 1)
+    updates = max(1, config.train_steps // config.gradient_accumulation_steps)  # the schedule counts updates
+    warmup = min(config.warmup_steps, updates - 1)
     return keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else config.learning_rate, decay_steps=config.train_steps - warmup,
+        0.0 if warmup else config.learning_rate, decay_steps=updates - warmup,
         warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
 
 
+NO_DECAY = ("bias", "gamma", "beta", "positions")  # variable names --weight_decay leaves alone (biases, norms)
+
+
 def build_optimizer(config, model=None):
-    """Adam or Muon with the configured schedule; wrapped for dynamic loss scaling under float16. Muon
-    orthogonalizes the momentum of 2-D kernels; embeddings, other shapes and the output layer of `model` (its last
-    layer, as Muon's authors advise) take its Adam step (beta_2 0.99, nanoGPT's choice for small batches)."""
+    """Adam (AdamW with --weight_decay) or Muon with the configured schedule, --clipnorm (of the global norm) and
+    --gradient_accumulation_steps (Keras optimizers' own: the update every N calls, on the mean gradient); wrapped
+    for dynamic loss scaling under float16. Muon orthogonalizes the momentum of 2-D kernels; embeddings, other
+    shapes and the output layer of `model` (its last layer, as Muon's authors advise) take its Adam step (beta_2
+    0.99, nanoGPT's choice for small batches). Weight decay is decoupled and spares biases and norms."""
     learning_rate = learning_rate_schedule(config)
+    options = {"global_clipnorm": config.clipnorm}
+    if config.gradient_accumulation_steps > 1:
+        options["gradient_accumulation_steps"] = config.gradient_accumulation_steps
+    decay = config.weight_decay or None
     if config.optimizer == "muon":
         output_layer = [f"^{re.escape(model.layers[-1].name)}/"] if model is not None else []
         # None, not 0.0: Keras's Muon builds `variable - variable * 0 * lr` (the schedule evaluated again) for every
         # variable when a decay is 0.0, ~3 s of tracing and ops in every step that change nothing.
-        optimizer = muon.GroupedMuon(learning_rate, adam_beta_2=0.99, weight_decay=None, adam_weight_decay=None,
-                                     exclude_layers=output_layer)
+        optimizer = muon.GroupedMuon(learning_rate, adam_beta_2=0.99, weight_decay=decay, adam_weight_decay=decay,
+                                     exclude_layers=output_layer, **options)
+    elif decay:
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=decay, **options)
     else:
-        optimizer = keras.optimizers.Adam(learning_rate)
+        optimizer = keras.optimizers.Adam(learning_rate, **options)
+    if decay:
+        optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
     if config.mixed_precision == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -101,7 +116,8 @@ def build_optimizer(config, model=None):
 def load_source(config, task):
     """The run's data source; a task's preprocessing state (vocabularies) is fitted once on the train split here
     and kept in the spec, from which the pipeline, the model and the export all read it."""
-    source = pipelines.load(config.data, config.load_options())
+    source = pipelines.with_validation(pipelines.load(config.data, config.load_options()), config.validation_fraction,
+                                       config.seed)
     if task.adapt:
         source = dataclasses.replace(source, spec={**source.spec, **task.adapt(source, config)})
     return source
@@ -194,17 +210,22 @@ def prepare(config):
             vectorized=task.vectorized_preprocess, arrays=(source.arrays or {}).get("train"), skip_steps=skip_steps,
             blocks=bool(block), augment=augment))
 
-    contexts = []  # the input context tf.distribute hands out: how many input pipelines share the eval set
+    def make_eval_data(split):
+        """(distributed repeating dataset of the split's (features, label, weight) batches, batches per pass, input
+        pipelines)."""
+        contexts = []  # the input context tf.distribute hands out: how many input pipelines share the split
 
-    def make_eval_data(context):
-        contexts.append(context)
-        return pipelines.eval_dataset(source.splits["test"], preprocess, config.batch_size,
-                                      source.num_examples["test"], context, vectorized=task.vectorized_preprocess,
-                                      repeat=True)
+        def make(context):
+            contexts.append(context)
+            return pipelines.eval_dataset(source.splits[split], preprocess, config.batch_size,
+                                          source.num_examples[split], context, vectorized=task.vectorized_preprocess,
+                                          repeat=True)
 
-    eval_data = strategy.distribute_datasets_from_function(make_eval_data)
-    eval_steps = pipelines.eval_steps(source.num_examples["test"], config.batch_size,
-                                      contexts[0].num_input_pipelines)
+        data = strategy.distribute_datasets_from_function(make)
+        workers = contexts[0].num_input_pipelines
+        return data, pipelines.eval_steps(source.num_examples[split], config.batch_size, workers), workers
+
+    eval_data, eval_steps, input_pipelines = make_eval_data("validation")
 
     def candidate_trainer(candidate):  # --mixed_precision=auto: a model in one precision, as the run would train it
         with strategy.scope():
@@ -224,7 +245,7 @@ def prepare(config):
         config, precision_record = choose_precision(
             config, "tensorflow", report.device_description(strategy), precision.native("tensorflow", platform,
                                                                                          capability),
-            candidate_trainer, make_train_data, resuming, platform, contexts[0].num_input_pipelines,
+            candidate_trainer, make_train_data, resuming, platform, input_pipelines,
             strategy.num_replicas_in_sync)
     with timed(startup, "model_build_s"), strategy.scope():
         model = build_model(config, task, source.spec)
@@ -235,9 +256,10 @@ def prepare(config):
         checkpoints.checkpoint(model, optimizer).restore(resumed_from).assert_existing_objects_matched()
     if is_chief:
         checkpoints.check_writable(model_dir)
-    start_step = int(optimizer.iterations.numpy())
+    start_step = checkpoints.batches_done(optimizer)
     return Experiment(config, task, strategy, source, model, optimizer, make_train_data(start_step), eval_data,
-                      is_chief, make_train_data, resumed_from, block, startup, eval_steps, precision=precision_record)
+                      is_chief, make_train_data, resumed_from, block, startup, eval_steps, precision=precision_record,
+                      make_test_data=lambda: make_eval_data("test")[:2])
 
 
 def choose_trainer(experiment, on_traced=None):
@@ -274,7 +296,7 @@ def choose_trainer(experiment, on_traced=None):
         # Workers time differently and must not choose differently: fixed, stated choice instead of measuring.
         return make_trainer(False, final=True), fixed_spl or 16, {"source": "fixed", "reason": "multi-worker: "
                                                                   "jit_compile=False, 16 steps per loop unless set"}
-    start_step = int(experiment.optimizer.iterations.numpy())
+    start_step = checkpoints.batches_done(experiment.optimizer)
     planned = config.train_steps - start_step
     cache_key = autotune_cache.key(experiment, report.device_description(strategy), jits, fixed_spl)
     entry = autotune_cache.lookup(cache_key, planned, config.autotune_seconds) if config.autotune == "cache" \
@@ -296,14 +318,15 @@ def choose_trainer(experiment, on_traced=None):
 
 
 def extra_metrics(experiment, outcome):
-    """Adds the task's whole-test-set metrics (entity F1, recall@k) to the final metrics, and its baselines."""
+    """Adds the task's whole-test-set metrics (entity F1, recall@k) of the kept weights to the test metrics, and
+    its baselines (at the end: the test split is read after training only)."""
     task, source, config = experiment.task, experiment.source, experiment.config
     batches = pipelines.eval_dataset(source.splits["test"], task.preprocessor(source.spec), config.batch_size,
                                      source.num_examples["test"], vectorized=task.vectorized_preprocess) \
         if task.evaluate_extra else None  # only a whole-test-set metric reads them
     extra, outcome.baselines = task.whole_test_set_figures(experiment.model, source, config, batches)
-    if outcome.eval_metrics is not None:
-        outcome.eval_metrics.update(extra)
+    if outcome.test_metrics is not None:
+        outcome.test_metrics.update(extra)
 
 
 def step_flops(experiment, trainer):
@@ -362,7 +385,7 @@ def train(experiment, start_time=None, callbacks=()):
 
     with timed(startup, "autotune_s"):
         trainer, steps_per_loop, autotune_record = choose_trainer(experiment, on_traced=start_shadow_work)
-    start_step = int(experiment.optimizer.iterations.numpy())
+    start_step = checkpoints.batches_done(experiment.optimizer)
     run_log = report.RunLog(write_dir, keep_until=start_step if experiment.resumed_from else None)
     run_log.log_hparams(dataclasses.asdict(config))
     try:

@@ -85,7 +85,8 @@ def write_hparams_config(sweep_dir, grid, main_metric):
     from tensorboard.plugins.hparams import api as hp
     with tf.summary.create_file_writer(report.join(sweep_dir, "hparams")).as_default():
         hp.hparams_config(hparams=[hp.HParam(name, hp.Discrete(values)) for name, values in grid],
-                          metrics=[hp.Metric(main_metric, group="eval", display_name=f"eval {main_metric}")])
+                          metrics=[hp.Metric(main_metric, group="validation",
+                                             display_name=f"validation {main_metric}")])
 
 
 def sweep(grid, sweep_dir, fixed_args, parallel, main_metric, echo=print):

@@ -16,12 +16,13 @@ def _check_run_dir(model_dir, steps):
     for name in ("metrics.csv", "curves.png", "report.json", "checkpoints/checkpoint", "export/1/saved_model.pb"):
         assert os.path.exists(os.path.join(model_dir, name)), name
     assert os.listdir(os.path.join(model_dir, "tensorboard", "train"))
-    assert os.listdir(os.path.join(model_dir, "tensorboard", "eval"))
+    assert os.listdir(os.path.join(model_dir, "tensorboard", "validation"))
+    assert os.listdir(os.path.join(model_dir, "tensorboard", "test"))
     with open(os.path.join(model_dir, "curves.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with open(os.path.join(model_dir, "metrics.csv")) as f:
         rows = list(csv.DictReader(f))
-    assert {row["split"] for row in rows} == {"train", "eval"}
+    assert {row["split"] for row in rows} == {"train", "validation", "test"}
     assert max(int(row["step"]) for row in rows) == steps
     report = read_report(model_dir)
     assert REPORT_KEYS <= set(report)

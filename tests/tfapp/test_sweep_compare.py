@@ -31,7 +31,11 @@ def test_sweep_runs_compares_skips_finished_and_resumes_interrupted(tmp_path):
     with open(sweep_dir / "comparison.csv") as f:
         table = list(csv.DictReader(f))
     assert sorted(row["run"] for row in table) == ["model-cnn", "model-mlp"]
-    assert float(table[0]["accuracy"]) >= float(table[1]["accuracy"])  # best first
+    # best first on validation, whatever the test split says; the test figures are reported beside it
+    assert float(table[0]["validation_accuracy"]) >= float(table[1]["validation_accuracy"])
+    assert all(0 <= float(row["test_accuracy"]) <= 1 for row in table)
+    assert float(table[0]["validation_accuracy"]) == round(read_report(str(sweep_dir / table[0]["run"]))[
+        "validation"]["metrics"]["accuracy"], 4)
     assert (sweep_dir / "comparison.png").stat().st_size > 10_000
     assert os.listdir(sweep_dir / "hparams")
     # Make one run look interrupted after its step-10 checkpoint; the other stays finished.

@@ -66,10 +66,23 @@ def _prepare_from_jax_run(config, model_dir):
     return experiment
 
 
+def _restore_kept(experiment, model_dir, trained_on_jax):
+    """With --keep=best (the run's), the best evaluation's weights instead of the last checkpoint's."""
+    best = checkpoints.read_best(model_dir)
+    if experiment.config.keep != "best" or best is None:
+        return
+    if trained_on_jax:
+        jax_checkpoints.Manager(model_dir, experiment.model, experiment.optimizer).restore_best()
+    else:
+        tf.train.Checkpoint(model=experiment.model).restore(best[2]).expect_partial()
+
+
 def export_run(model_dir, export_dir=None, tflite=False):
-    """Restores the run's last checkpoint and writes the next export version; returns (path, tflite path)."""
+    """Restores the run's kept checkpoint (--keep: the best evaluation's or the last) and writes the next export
+    version; returns (path, tflite path)."""
     config, trained_on_jax = load_run_config(model_dir)
     experiment = _prepare_from_jax_run(config, model_dir) if trained_on_jax else run_lib.prepare(config)
+    _restore_kept(experiment, model_dir, trained_on_jax)
     config, task = experiment.config, experiment.task
     path = export.export_saved_model(
         experiment.model, lambda: task.models[config.model](config, experiment.source.spec), task.serving,

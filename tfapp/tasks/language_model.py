@@ -3,18 +3,19 @@
     tfapp-train --task=language_model                         # embedded:shakespeare, the gpt model
     tfapp-predict --export_dir=runs/language_model-…/export/1 --prompt="ROMEO:" --max_new_tokens=200
 
-Tokens are characters: the vocabulary is every character of the train split (90% of the text; id 0 = a character
-only the validation part has), fitted once (`adapt`) and applied to the whole stream as int32 ids, so batches are
-windows of ids cut by position (`pipelines/corpus.py`): inputs `[batch, sequence_length]`, targets shifted by one.
+Tokens are characters: the vocabulary is every character of the train split (85% of the text: nanoGPT's last 10%
+validates, the 5% before it tests; id 0 = a character only those parts have), fitted once (`adapt`) and applied to
+the whole stream as int32 ids, so batches are windows of ids cut by position (`pipelines/corpus.py`): inputs
+`[batch, sequence_length]`, targets shifted by one.
 Models (keras.layers / keras.ops only, so they run on both backends): `gpt`, a pre-norm decoder-only transformer of
-the size of nanoGPT's CPU "baby GPT" (4 layers, 4 heads, width 128, context 64, no dropout; rotary positions instead
-of a learned table, zero-initialised residual projections, a normalised embedding and soft-capped logits, which
-reach val loss 1.88 in ~350 steps where nanoGPT's architecture took ~500, docs/tasks.md#language-model),
-`gpt_small` (6 layers, 6 heads, width 384: nanoGPT's shakespeare-char GPU size) and an `lstm` baseline. Loss:
-mean cross-entropy per token in nats (what nanoGPT calls val loss); metrics: bits per token, perplexity,
-next-character accuracy; baselines: unigram and bigram models' cross-entropy on the same validation split. The
-export has `serving_default` (raw strings → log-probabilities of the next character) and `generate` (prompt →
-prompt + sampled text; the sampling loop is inside the graph).
+the size of nanoGPT's CPU "baby GPT" (4 layers, 4 heads, width 128, context 64, no dropout unless --dropout; rotary
+positions instead of a learned table, zero-initialised residual projections, a normalised embedding and soft-capped
+logits, which reach val loss 1.88 in ~350 steps where nanoGPT's architecture took ~500,
+docs/tasks.md#language-model), `gpt_small` (6 layers, 6 heads, width 384: nanoGPT's shakespeare-char GPU size) and
+an `lstm` baseline. Loss: mean cross-entropy per token in nats (what nanoGPT calls val loss); metrics: bits per
+token, perplexity, next-character accuracy; baselines: unigram and bigram models' cross-entropy on the same test
+split. The export has `serving_default` (raw strings → log-probabilities of the next character) and `generate`
+(prompt → prompt + sampled text; the sampling loop is inside the graph).
 """
 import math
 
@@ -23,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import corpus
-from tfapp.tasks.task import Task
+from tfapp.tasks.task import Task, dropout_rate
 
 
 def adapt(source, config):
@@ -137,22 +138,28 @@ class SoftCap(keras.layers.Layer):
 def build_gpt(config, spec, layers=4, heads=4, width=128, logit_cap=15.0):
     """Pre-norm decoder-only transformer (causal self-attention with rotary positions + 4x MLP per block; the
     projections back into the residual stream start at zero), with the token embedding normalised before the first
-    block and the logits soft-capped at ±`logit_cap`."""
-    del config
+    block and the logits soft-capped at ±`logit_cap`. `--dropout` (none by default): on the embedding and on each
+    block's two contributions to the residual stream, as nanoGPT's `dropout`."""
+    rate = dropout_rate(config, 0.0)
+
+    def dropped(x, name):  # no layer at all without dropout: the model (and its checkpoints) stay as they were
+        return keras.layers.Dropout(rate, name=name)(x) if rate else x
+
     tokens = keras.Input((spec["sequence_length"],), dtype="int32", name="tokens")
     # float32 whatever the policy: under bfloat16 the lookup's gradient (a scatter-add of every token's row into
     # the ~66-row table) summed in bfloat16 loses digits and, on GPUs, runs as contended 16-bit atomics; the norm
     # after it computes in the policy's dtype again.
     x = keras.layers.Embedding(spec["vocabulary_size"], width, name="token_embedding", dtype="float32",
                                embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02))(tokens)
-    x = keras.layers.LayerNormalization(epsilon=1e-5, name="embedding_norm")(x)
+    x = dropped(keras.layers.LayerNormalization(epsilon=1e-5, name="embedding_norm")(x), "embedding_dropout")
     for i in range(layers):
         h = keras.layers.LayerNormalization(epsilon=1e-5, name=f"block{i}_norm1")(x)
-        h = CausalSelfAttention(heads, width, name=f"block{i}_attention")(h)
+        h = dropped(CausalSelfAttention(heads, width, name=f"block{i}_attention")(h), f"block{i}_dropout1")
         x = keras.layers.Add(name=f"block{i}_residual1")([x, h])
         h = keras.layers.LayerNormalization(epsilon=1e-5, name=f"block{i}_norm2")(x)
         h = keras.layers.Dense(4 * width, activation="gelu", name=f"block{i}_mlp1")(h)
-        h = keras.layers.Dense(width, kernel_initializer="zeros", name=f"block{i}_mlp2")(h)
+        h = dropped(keras.layers.Dense(width, kernel_initializer="zeros", name=f"block{i}_mlp2")(h),
+                    f"block{i}_dropout2")
         x = keras.layers.Add(name=f"block{i}_residual2")([x, h])
     x = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")(x)
     logits = keras.layers.Dense(spec["vocabulary_size"], name="logits")(x)
@@ -164,10 +171,10 @@ def build_gpt_small(config, spec):
 
 
 def build_lstm(config, spec, width=256):
-    del config
     tokens = keras.Input((spec["sequence_length"],), dtype="int32", name="tokens")
     x = keras.layers.Embedding(spec["vocabulary_size"], 128, name="token_embedding", dtype="float32")(tokens)
     x = keras.layers.LSTM(width, return_sequences=True, name="lstm")(x)
+    x = keras.layers.Dropout(dropout_rate(config, 0.0), name="dropout")(x) if dropout_rate(config, 0.0) else x
     return keras.Model(tokens, keras.layers.Dense(spec["vocabulary_size"], name="logits")(x), name="char_lstm")
 
 
@@ -186,12 +193,12 @@ def transformer_flops(model, spec, config):
 
 
 def baselines(source, config):
-    """Cross-entropy (nats per token) on the validation split of add-one-smoothed unigram and bigram models
-    counted on the train split."""
+    """Cross-entropy (nats per token) on the test split of add-one-smoothed unigram and bigram models counted on
+    the train split."""
     del config
     spec = source.spec
     ids, train_length, size = spec["token_ids"], spec["train_length"], spec["vocabulary_size"]
-    train, test = ids[:train_length], ids[train_length:]
+    train, test = ids[:train_length], ids[train_length:spec["validation_start"]]
     unigram = (np.bincount(train, minlength=size) + 1.0) / (train_length + size)
     pairs = np.zeros((size, size))
     np.add.at(pairs, (train[:-1], train[1:]), 1.0)
@@ -279,7 +286,8 @@ TASK = Task(
     # iterations of 12 x 64 (1.5M) for 1.88. Evaluations every 175 steps land on the crossing. 10 warm-up steps:
     # with zero-initialised projections and learned positions, 50 gave 0.008-0.015 more at steps 400-500.
     defaults={"batch_size": 16, "train_steps": 1000, "eval_every": 175, "learning_rate": 6e-3, "optimizer": "muon",
-              "lr_schedule": "cosine", "warmup_steps": 10, "sequence_length": 64},
+              "lr_schedule": "cosine", "warmup_steps": 10, "sequence_length": 64,
+              "test_fraction": 0.05},  # of the text before nanoGPT's validation 10% (pipelines/corpus.py)
     smoke={"batch_size": 32, "train_steps": 20, "eval_every": 10, "autotune_seconds": 0.5},
     adapt=adapt,
     preprocess_for=preprocess_for,

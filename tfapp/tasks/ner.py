@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfapp.tasks import spans
-from tfapp.tasks.task import Task
+from tfapp.tasks.task import Task, dropout_rate
 from tfapp.tasks.text import PositionEmbedding, encoder_block
 
 SHAPES = ["[PAD]", "lower", "capitalised", "upper", "digits", "punctuation", "mixed"]
@@ -118,14 +118,14 @@ class TokenAccuracy(keras.metrics.Metric):
         self.total.assign(0.0)
 
 
-def _inputs(spec, width):
+def _inputs(spec, width, rate=0.2):
     length = spec["sequence_length"]
     words = keras.Input(shape=(length,), dtype="int32", name="word_ids")
     shapes = keras.Input(shape=(length,), dtype="int32", name="shape_ids")
     x = keras.layers.Concatenate()([
         keras.layers.Embedding(len(spec["vocabulary"]) + 2, width, name="word_embedding")(words),
         keras.layers.Embedding(len(SHAPES), 8, name="shape_embedding")(shapes)])
-    return {"word_ids": words, "shape_ids": shapes}, keras.layers.Dropout(0.2)(x)
+    return {"word_ids": words, "shape_ids": shapes}, keras.layers.Dropout(rate)(x)
 
 
 def _tags(x, spec):
@@ -133,20 +133,18 @@ def _tags(x, spec):
 
 
 def build_bilstm(config, spec):
-    del config
-    inputs, x = _inputs(spec, 64)
+    inputs, x = _inputs(spec, 64, dropout_rate(config, 0.2))
     x = keras.layers.Bidirectional(keras.layers.LSTM(64, return_sequences=True))(x)
     return keras.Model(inputs, _tags(x, spec), name="ner_bilstm")
 
 
 def build_transformer(config, spec, width=64, layers=2):
-    del config
-    inputs, x = _inputs(spec, width)
+    inputs, x = _inputs(spec, width, dropout_rate(config, 0.2))
     x = PositionEmbedding(name="positions")(keras.layers.Dense(width)(x))
     keep = keras.ops.not_equal(inputs["word_ids"], 0)
     mask = keras.ops.logical_and(keep[:, None, :], keras.ops.ones_like(keep)[:, :, None])
     for i in range(layers):
-        x = encoder_block(x, width, 4, 2 * width, f"block{i}", mask)
+        x = encoder_block(x, width, 4, 2 * width, f"block{i}", mask, rate=dropout_rate(config, 0.1))
     return keras.Model(inputs, _tags(x, spec), name="ner_transformer")
 
 

@@ -65,6 +65,11 @@ class Task:
         return self.preprocess_for(spec) if self.preprocess_for else self.preprocess
 
 
+def dropout_rate(config, default):
+    """--dropout, or the model's own `default` rate when the flag is not given."""
+    return default if config.dropout is None else config.dropout
+
+
 def split_labels(source, split):
     """All labels of one split as a numpy array (from memory when the source has arrays)."""
     if source.arrays:

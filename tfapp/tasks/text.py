@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfapp.tasks.task import Task, class_outputs, majority_baseline
+from tfapp.tasks.task import Task, class_outputs, dropout_rate, majority_baseline
 
 STANDARDIZE = "lower_and_strip_punctuation"
 
@@ -64,8 +64,8 @@ def _inputs(spec, width, mask=True):
     return tokens, embedded
 
 
-def _head(x, spec):
-    x = keras.layers.Dropout(0.3)(x)
+def _head(x, spec, rate=0.3):
+    x = keras.layers.Dropout(rate)(x)
     return keras.layers.Dense(spec["num_classes"], name="logits", dtype="float32")(x)
 
 
@@ -86,10 +86,9 @@ def build_bag(config, spec):
 
 
 def build_bigru(config, spec):
-    del config
     tokens, x = _inputs(spec, 64)
     x = keras.layers.Bidirectional(keras.layers.GRU(32))(x)
-    return keras.Model(tokens, _head(x, spec), name="text_bigru")
+    return keras.Model(tokens, _head(x, spec, dropout_rate(config, 0.3)), name="text_bigru")
 
 
 class PositionEmbedding(keras.layers.Layer):
@@ -102,14 +101,14 @@ class PositionEmbedding(keras.layers.Layer):
         return inputs + keras.ops.cast(self.positions, inputs.dtype)
 
 
-def encoder_block(x, width, heads, hidden, name, mask=None):
-    """Post-norm transformer encoder block (self-attention + MLP), keras.layers only."""
+def encoder_block(x, width, heads, hidden, name, mask=None, rate=0.1):
+    """Post-norm transformer encoder block (self-attention + MLP, `rate` dropout on each), keras.layers only."""
     attention = keras.layers.MultiHeadAttention(heads, width // heads, name=f"{name}_attention")
     attended = attention(x, x, attention_mask=mask)
-    x = keras.layers.LayerNormalization(name=f"{name}_norm1")(x + keras.layers.Dropout(0.1)(attended))
+    x = keras.layers.LayerNormalization(name=f"{name}_norm1")(x + keras.layers.Dropout(rate)(attended))
     y = keras.layers.Dense(hidden, activation="gelu", name=f"{name}_mlp1")(x)
     y = keras.layers.Dense(width, name=f"{name}_mlp2")(y)
-    return keras.layers.LayerNormalization(name=f"{name}_norm2")(x + keras.layers.Dropout(0.1)(y))
+    return keras.layers.LayerNormalization(name=f"{name}_norm2")(x + keras.layers.Dropout(rate)(y))
 
 
 def padding_mask(tokens):
@@ -119,13 +118,13 @@ def padding_mask(tokens):
 
 
 def build_transformer(config, spec, width=64, layers=2):
-    del config
     tokens, x = _inputs(spec, width, mask=False)
     x = PositionEmbedding(name="positions")(x)
     mask = padding_mask(tokens)
     for i in range(layers):
-        x = encoder_block(x, width, 4, 2 * width, f"block{i}", mask)
-    return keras.Model(tokens, _head(TokenMean(name="mean")(x, tokens), spec), name="text_transformer")
+        x = encoder_block(x, width, 4, 2 * width, f"block{i}", mask, rate=dropout_rate(config, 0.1))
+    return keras.Model(tokens, _head(TokenMean(name="mean")(x, tokens), spec, dropout_rate(config, 0.3)),
+                       name="text_transformer")
 
 
 def serving(model, spec):
