@@ -25,8 +25,9 @@ FAULTS = ["--backend=jax", "--train_steps=600", "--eval_every=100", "--checkpoin
           "--deterministic", "--noexport"]
 
 
-def _restored_model(model_dir):
-    """The run's model, rebuilt on TensorFlow with the weights of its last (JAX) checkpoint."""
+def _restored_model(model_dir, kept=False):
+    """The run's model, rebuilt on TensorFlow with the weights of its last (JAX) checkpoint, or (`kept`) of the
+    checkpoint it kept (--keep=best: its best evaluation)."""
     config, trained_on_jax = export_cli.load_run_config(str(model_dir))
     assert trained_on_jax
     task = tasks.get_task(config.task)
@@ -34,7 +35,10 @@ def _restored_model(model_dir):
     model = run.build_model(config, task, source.spec)
     optimizer = run.build_optimizer(config)
     optimizer.build(model.trainable_variables)
-    jax_checkpoints.Manager(str(model_dir), model, optimizer).restore(checkpoints.latest(str(model_dir)))
+    manager = jax_checkpoints.Manager(str(model_dir), model, optimizer)
+    manager.restore(checkpoints.latest(str(model_dir)))
+    if kept and manager.best():
+        manager.restore_best()
     return model, optimizer, source
 
 
@@ -61,8 +65,8 @@ def test_digits_on_two_jax_devices_trains_reports_and_exports(tmp_path, cli):
     with open(model_dir / "metrics.csv") as f:
         assert sum(1 for line in f if ",validation,accuracy," in line) == 3
     assert (model_dir / "curves.png").exists() and report["export_path"] == str(model_dir / "export" / "1")
-    # The JAX checkpoint's weights in a TensorFlow-backend model give what the export serves.
-    model, _, source = _restored_model(model_dir)
+    # The JAX checkpoint's kept weights in a TensorFlow-backend model give what the export serves.
+    model, _, source = _restored_model(model_dir, kept=True)
     pixels = np.stack([e["x"] for e in source.splits["test"]().take(4).as_numpy_iterator()]).astype("float32")
     served = serve_in_clean_process(report["export_path"], {"pixels": pixels.tolist()})
     logits = np.asarray(model(pixels[..., None], training=False))
