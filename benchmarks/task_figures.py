@@ -64,7 +64,8 @@ def run(name, backend):
     return {"run": name, "model": report["config"]["model"], "metric": metric,
             "validation": round(report["validation"]["metrics"][metric], 4),
             "test": round(report["final_metrics"][metric], 4), "kept_step": report["kept_step"],
-            "steps": report["steps"], "baselines": report["baselines"],
+            "steps": report["steps"], "test_metrics": {k: round(v, 4) for k, v in report["final_metrics"].items()},
+            "baselines": report["baselines"],
             "command": "tfapp-train " + " ".join(shown) + (" (+ generated data)" if len(shown) < len(flags) else "")}
 
 

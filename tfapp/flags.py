@@ -29,8 +29,8 @@ def define_data_flags():
     flags.DEFINE_boolean("download", False, "tfds: allow TFDS to download and prepare a missing dataset (needs "
                          "network); off, a missing dataset fails at once with how to prepare it.")
     flags.DEFINE_float("test_fraction", None, "Share of examples held out as the test split when the source has "
-                       "no test split of its own (seeded by --seed). Default: per task (0.2; language_model: 0.05 "
-                       "of the text before nanoGPT's validation 10%).")
+                       "no test split of its own (seeded by --seed). Default: per task (0.2; language_model: the first "
+                       "0.05 of the text; its validation is nanoGPT's last 10%).")
     flags.DEFINE_float("validation_fraction", 0.1, "Share of the train split held out as the validation split "
                        "when the source has none of its own (TFDS validation, x_val/y_val in an npz): the same rows "
                        "on every "

@@ -15,9 +15,8 @@ def test_embedded_shakespeare_splits_like_nanogpt_and_cuts_id_windows():
     source = pipelines.load("embedded:shakespeare", sequence_length=64, test_fraction=0.05)  # the task's default
     spec = source.spec
     # nanoGPT: 1,003,854 train characters, then its validation 10%: validation here too; the test split is the
-    # 5% of the text (55,770 characters) just before it, which the train split gives up
-    assert spec["characters"] == 1_115_394 and spec["validation_start"] == 1_003_854
-    assert spec["train_length"] == 1_003_854 - 55_770
+    # first 5% of the text (55,770 characters), which the train split gives up
+    assert spec["characters"] == 1_115_394 and spec["train_end"] == 1_003_854 and spec["train_start"] == 55_770
     assert source.num_examples == {"train": 1_003_854 - 55_770 - 64, "validation": (1_115_394 - 1_003_854 - 1) // 64,
                                    "test": (55_770 - 1) // 64}
     assert pipelines.with_validation(source, 0.1, 0) is source  # its own validation split, not carved

@@ -4,7 +4,7 @@
     tfapp-predict --export_dir=runs/language_model-…/export/1 --prompt="ROMEO:" --max_new_tokens=200
 
 Tokens are characters: the vocabulary is every character of the train split (85% of the text: nanoGPT's last 10%
-validates, the 5% before it tests; id 0 = a character only those parts have), fitted once (`adapt`) and applied to
+validates, the first 5% tests; id 0 = a character only those parts have), fitted once (`adapt`) and applied to
 the whole stream as int32 ids, so batches are windows of ids cut by position (`pipelines/corpus.py`): inputs
 `[batch, sequence_length]`, targets shifted by one.
 Models (keras.layers / keras.ops only, so they run on both backends): `gpt`, a pre-norm decoder-only transformer of
@@ -30,8 +30,8 @@ from tfapp.tasks.task import Task, dropout_rate
 def adapt(source, config):
     """The character vocabulary of the train split, and the whole stream as token ids (0: not in it)."""
     del config
-    codepoints, train_length = source.spec["codepoints"], source.spec["train_length"]
-    vocabulary = np.unique(codepoints[:train_length])
+    codepoints = source.spec["codepoints"]
+    vocabulary = np.unique(codepoints[source.spec["train_start"]:source.spec["train_end"]])
     table = np.zeros(int(codepoints.max()) + 1, np.int32)
     table[vocabulary] = np.arange(1, len(vocabulary) + 1, dtype=np.int32)
     return {"vocabulary": [chr(c) for c in vocabulary], "vocabulary_size": len(vocabulary) + 1,
@@ -197,9 +197,9 @@ def baselines(source, config):
     the train split."""
     del config
     spec = source.spec
-    ids, train_length, size = spec["token_ids"], spec["train_length"], spec["vocabulary_size"]
-    train, test = ids[:train_length], ids[train_length:spec["validation_start"]]
-    unigram = (np.bincount(train, minlength=size) + 1.0) / (train_length + size)
+    ids, size = spec["token_ids"], spec["vocabulary_size"]
+    train, test = ids[spec["train_start"]:spec["train_end"]], ids[:spec["train_start"]]
+    unigram = (np.bincount(train, minlength=size) + 1.0) / (len(train) + size)
     pairs = np.zeros((size, size))
     np.add.at(pairs, (train[:-1], train[1:]), 1.0)
     bigram = (pairs + 1.0) / (pairs.sum(axis=1, keepdims=True) + size)
@@ -287,7 +287,7 @@ TASK = Task(
     # with zero-initialised projections and learned positions, 50 gave 0.008-0.015 more at steps 400-500.
     defaults={"batch_size": 16, "train_steps": 1000, "eval_every": 175, "learning_rate": 6e-3, "optimizer": "muon",
               "lr_schedule": "cosine", "warmup_steps": 10, "sequence_length": 64,
-              "test_fraction": 0.05},  # of the text before nanoGPT's validation 10% (pipelines/corpus.py)
+              "test_fraction": 0.05},  # the first 5% of the text (pipelines/corpus.py)
     smoke={"batch_size": 32, "train_steps": 20, "eval_every": 10, "autotune_seconds": 0.5},
     adapt=adapt,
     preprocess_for=preprocess_for,
