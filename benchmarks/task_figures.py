@@ -1,7 +1,8 @@
 """Every task's default figure, on the validation split (which chose the kept checkpoint) and on the test split (read
 once, at the end, on it): the README's task table, each row with the command that gives it.
 
-    python benchmarks/task_figures.py                      # every task (~10 minutes on 2 cores)
+    python benchmarks/task_figures.py                      # every task's default (~10 minutes on 2 cores)
+    python benchmarks/task_figures.py --tasks=text_classification/bigru,forecasting/gru     # other models
     python benchmarks/task_figures.py --tasks=digits,regression --backend=jax
 
 Each run is a fresh `tfapp-train` with the task's defaults (seed 0). Tasks whose default data needs files or a
@@ -30,7 +31,18 @@ RUNS = {  # name -> (task, extra flags); models beyond the default are the READM
     "forecasting": ("forecasting", []),
     "language_model": ("language_model", ["--noexport"]),
     "recommendation": ("recommendation", []),
+    # the README's other models of a task
+    "regression/mlp": ("regression", ["--model=mlp"]),
+    "signal_classification/gru": ("signal_classification", ["--model=gru"]),
+    "signal_classification/mlp": ("signal_classification", ["--model=mlp"]),
+    "text_classification/bigru": ("text_classification", ["--model=bigru"]),
+    "text_classification/transformer": ("text_classification", ["--model=transformer"]),
+    "token_classification/transformer": ("token_classification", ["--model=transformer"]),
+    "forecasting/gru": ("forecasting", ["--model=gru"]),
+    "forecasting/cnn": ("forecasting", ["--model=cnn"]),
+    "recommendation/two_tower": ("recommendation", ["--model=two_tower"]),
 }
+DEFAULTS = [name for name in RUNS if "/" not in name]
 
 
 def data_flags(task, directory):
@@ -71,7 +83,7 @@ def run(name, backend):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default=",".join(RUNS))
+    parser.add_argument("--tasks", default=",".join(DEFAULTS), help=f"runs among {', '.join(RUNS)}")
     parser.add_argument("--backend", default="tensorflow")
     args = parser.parse_args()
     rows = []

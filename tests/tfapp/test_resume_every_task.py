@@ -11,23 +11,35 @@ from tests import fixtures
 from tests.conftest import REPO
 from tfapp import tasks
 
-# One process per case (Mirrored needs its logical CPUs before TensorFlow starts): a straight 20-step run, and a
-# run stopped at step 10 then resumed to 20 in a new Experiment, as a second `tfapp-train` would.
+# One process per case (Mirrored needs its logical CPUs before TensorFlow starts): a straight 20-step run, and the
+# same run stopped at step 10 (SIGTERM, as a preemption) then resumed to 20 in a new Experiment, as a second
+# `tfapp-train` would. (Stopping by a shorter --train_steps instead would change a cosine schedule's length.)
 STOP_AND_RESUME = textwrap.dedent("""
-    import dataclasses, json, sys
+    import dataclasses, json, os, signal, sys
+    import keras
     import numpy as np
     import tensorflow as tf
     from tfapp import checkpoints, config as config_lib, run
     task, data, options, strategy, cpus, root, must_have_seeds = sys.argv[1:]
-    def train(name, steps):
+
+    class StopAt(keras.callbacks.Callback):
+        def __init__(self, step):
+            super().__init__()
+            self.step = step
+        def on_train_batch_end(self, step, logs=None):  # the host loop passes the step
+            if step >= self.step:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    def train(name, stop_at=None):
         config = config_lib.Config(task=task, data=data, strategy=strategy, num_cpu_devices=int(cpus) or None,
                                    deterministic=True, steps_per_loop="4", export=False, model_dir=f"{root}/{name}",
                                    **json.loads(options)).resolved(smoke=True)
-        config = dataclasses.replace(config, train_steps=steps, eval_every=10, checkpoint_every=5)
-        return run.train(run.prepare(config))
-    straight = train("straight", 20)
-    train("resumed", 10)
-    resumed = train("resumed", 20)
+        config = dataclasses.replace(config, train_steps=20, eval_every=10, checkpoint_every=5)
+        return run.train(run.prepare(config), callbacks=[StopAt(stop_at)] if stop_at else ())
+    straight = train("straight")
+    stopped = train("resumed", stop_at=10)
+    assert stopped["status"] == "interrupted" and stopped["steps"] == 10, stopped
+    resumed = train("resumed")
     assert resumed["resumed_at_step"] == 10, resumed["resumed_at_step"]
     def variables(name):
         reader = tf.train.load_checkpoint(checkpoints.latest(f"{root}/{name}"))
