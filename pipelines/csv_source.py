@@ -2,7 +2,8 @@
 
     tfapp-train --task=regression --data=csv:houses.csv --label_column=price
 
-With `--time_column`/`--value_column` the file is a time series instead, cut into windows (`pipelines/series.py`).
+With `--time_column`/`--value_column` the file is a time series instead, cut into windows (`pipelines/series.py`,
+which reads the rows with this module's reader; `pipelines.sources` chooses between the two).
 
 Column types: a column is numeric when every non-missing value parses as a number, else categorical (strings).
 Missing values: numeric cells that are empty, `NA`, `N/A`, `NaN` or `null` become the column's mean over all rows
@@ -107,9 +108,7 @@ def _check_labels(path, name, cells, lines):
 
 
 def load_csv(location, options):
-    if options.value_column or options.time_column:
-        from pipelines import series  # a time series, windowed: see series.py
-        return series.load_series(location, options)
+    """A table (features and `--label_column`); `pipelines.sources` sends time series to `pipelines.series`."""
     header, body, lines = _read_rows(location)
     if not options.label_column:
         raise DataError(f"--label_column is required for csv:{location}; columns: {', '.join(header)}")

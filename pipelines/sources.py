@@ -10,7 +10,7 @@ Every path goes through tf.io.gfile, so `gs://` and `ram://` locations work like
 import dataclasses
 import importlib.resources
 
-from pipelines import corpus, csv_source, images, npz, text, tfds_source, tfrecord
+from pipelines import corpus, csv_source, images, npz, series, text, tfds_source, tfrecord
 from pipelines.source import DataError, LoadOptions
 
 # name -> (file in pipelines/data, default read options); sources and licences in pipelines/data/README.md
@@ -32,7 +32,7 @@ def load_embedded(location, options):
     path = str(importlib.resources.files("pipelines") / "data" / filename)
     options = dataclasses.replace(options, **{k: getattr(options, k) or v for k, v in defaults.items()})
     if path.endswith(".csv"):
-        return csv_source.load_csv(path, options)
+        return load_csv(path, options)
     if path.endswith(".tsv"):
         return text.load_text(path, options)
     if path.endswith(".conll"):
@@ -42,10 +42,17 @@ def load_embedded(location, options):
     return npz.from_npz_content(f"embedded:{location}", npz.read_npz(path), options)
 
 
+def load_csv(location, options):
+    """`csv:PATH`: a table, or with --time_column/--value_column a time series cut into windows."""
+    if options.value_column or options.time_column:
+        return series.load_series(location, options)
+    return csv_source.load_csv(location, options)
+
+
 SOURCES = {
     "embedded": load_embedded,
     "npz": npz.load_npz,
-    "csv": csv_source.load_csv,
+    "csv": load_csv,
     "images": images.load_images,
     "tfrecord": tfrecord.load_tfrecord,
     "text": text.load_text,

@@ -4,7 +4,7 @@
     XLA_FLAGS=--xla_force_host_platform_device_count=2 tfapp-train --backend=jax   # two CPU "devices"
 
 For TPU VMs whose TensorFlow has no TPU runtime (free Colab TPUs) and for TPU pods: JAX drives the devices,
-TensorFlow only runs the tf.data pipeline on the host. `prepare(config)` builds the same `run.Experiment` as the
+TensorFlow only runs the tf.data pipeline on the host. `prepare(config)` builds the same `experiment.Experiment` as the
 TensorFlow path (same task, pipeline, model and optimizer code; `engine="jax"`), so `run.train` and
 `tfapp.host_loop` drive it unchanged: progress, evaluation, checkpoints (`tfapp.jax_checkpoints`), signals, the NaN
 policy, callbacks, autotune of the loop size, FLOPs/MFU and the report. The train iterator yields blocks of K
@@ -27,8 +27,8 @@ import tensorflow as tf  # tf.data only: the model runs on JAX
 import pipelines
 from pipelines import batching
 from strategies import jax_mesh
-from tfapp import autotune, checkpoints, compile_cache, flops, jax_checkpoints, jax_loop, precision, report
-from tfapp import run
+from tfapp import autotune, checkpoints, compile_cache, experiment, flops, jax_checkpoints, jax_loop, precision, report
+from tfapp import tasks
 from tfapp.config import ConfigError
 
 DEVICE_TABLE_BYTES = 256 * 2**20  # in-memory training rows up to this size live on the devices (see device_table)
@@ -41,25 +41,25 @@ def block_size(element_spec):
 
 
 def prepare(config):
-    """The run.Experiment of a --backend=jax run; raises ValueError subclasses on bad input, writes nothing."""
+    """The experiment.Experiment of a --backend=jax run; raises ValueError subclasses on bad input, writes nothing."""
     if keras.backend.backend() != "jax":
         raise ConfigError(f"--backend=jax: Keras runs on {keras.backend.backend()}; set KERAS_BACKEND=jax before "
                           "Keras is imported (tfapp-train does this itself)")
-    task = run.tasks.get_task(config.task).for_model(config.model)
+    task = tasks.get_task(config.task).for_model(config.model)
     startup = {}
-    with run.timed(startup, "strategy_s"):
+    with experiment.timed(startup, "strategy_s"):
         jax_mesh.initialize()
         try:
             devices = jax_mesh.get_devices(config.batch_size, config.model_parallel, task.layout_rules)
         except ValueError as error:
             raise ConfigError(str(error)) from None
-    model_dir, resuming = run.resolve_run_dir(config)
+    model_dir, resuming = experiment.resolve_run_dir(config)
     config = dataclasses.replace(config, model_dir=model_dir)
     compile_cache.enable_jax()
-    with run.timed(startup, "data_load_s"):
-        source = run.load_source(config, task)
+    with experiment.timed(startup, "data_load_s"):
+        source = experiment.load_source(config, task)
     keras.utils.set_random_seed(config.seed)
-    preprocess, augment = task.preprocessor(source.spec), run.augmenter(config, task, source)
+    preprocess, augment = task.preprocessor(source.spec), experiment.augmenter(config, task, source)
     context = devices.input_context()
     arrays = (source.arrays or {}).get("train") if task.vectorized_preprocess else None
     blocks_from_arrays = arrays is not None
@@ -87,23 +87,23 @@ def prepare(config):
     first = devices.devices[0]
 
     def candidate_trainer(candidate):  # --mixed_precision=auto: a model in one precision, as the run would train it
-        model = run.build_model(candidate, task, source.spec)
-        optimizer = run.build_optimizer(candidate, model)
+        model = experiment.build_model(candidate, task, source.spec)
+        optimizer = experiment.build_optimizer(candidate, model)
         optimizer.build(model.trainable_variables)
         return jax_loop.JaxTrainer(model, optimizer, task.loss(), task.metrics, config.batch_size, block,
                                    jit_rule(config.jit_compile, model, first.platform)[0], devices.distribution,
                                    devices.block_sharding(), table=table)
 
     capability = getattr(first, "compute_capability", None)  # "9.0" on CUDA devices
-    with run.timed(startup, "precision_s"):
-        config, precision_record = run.choose_precision(
+    with experiment.timed(startup, "precision_s"):
+        config, precision_record = experiment.choose_precision(
             config, "jax", report.device_description(devices), precision.native(
                 "jax", first.platform, tuple(int(p) for p in capability.split(".")) if capability else None),
             candidate_trainer, make_train_data, resuming, first.platform, context.num_input_pipelines,
             devices.num_replicas_in_sync)
-    with run.timed(startup, "model_build_s"):
-        model = run.build_model(config, task, source.spec)
-        optimizer = run.build_optimizer(config, model)
+    with experiment.timed(startup, "model_build_s"):
+        model = experiment.build_model(config, task, source.spec)
+        optimizer = experiment.build_optimizer(config, model)
         optimizer.build(model.trainable_variables)
     resumed_from = checkpoints.latest(model_dir) if resuming else None
     if resumed_from:
@@ -111,7 +111,7 @@ def prepare(config):
     if devices.is_chief:
         checkpoints.check_writable(model_dir)
     start_step = checkpoints.batches_done(optimizer)
-    return run.Experiment(config, task, devices, source, model, optimizer, make_train_data(start_step), eval_data,
+    return experiment.Experiment(config, task, devices, source, model, optimizer, make_train_data(start_step), eval_data,
                           devices.is_chief, make_train_data, resumed_from, block, startup, eval_steps, engine="jax",
                           train_table=table, precision=precision_record,
                           make_test_data=lambda: make_eval_data("test"))
