@@ -105,6 +105,7 @@ class JaxTrainer:
         self._eval_batch = jax.jit(self._eval_batch_fn, out_shardings=eval_shardings)
         self._current = self._next = None
         self._position = 0
+        self._program = None  # the train program, compiled ahead by the first call (see _first_program)
         # Evaluation (see prepare_evaluate): the split's chunks on the devices and their compiled program.
         self._state_spec = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=v.sharding),
                                         self._state)
@@ -198,6 +199,36 @@ class JaxTrainer:
         block = self._put(next(iterator))
         return block, time.perf_counter() - start
 
+    def _first_program(self, iterator):
+        """(the train program compiled ahead, (first block, seconds to fetch it))): the first block is fetched in a
+        background thread while the program is traced and compiled from the blocks' shapes, not one after the
+        other (the language model: ~1 s of each on a CPU). One process only (several put their blocks together)."""
+        fetched = {}
+
+        def fetch():
+            try:
+                fetched["block"] = self._fetch(iterator)
+            except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+                fetched["error"] = error
+
+        thread = threading.Thread(target=fetch, name="tfapp-first-block")
+        thread.start()
+        try:
+            sharding = self.data_sharding or self._default_sharding
+            block = jax.tree.map(lambda spec: jax.ShapeDtypeStruct(tuple(spec.shape), spec.dtype.as_numpy_dtype,
+                                                                   sharding=sharding), iterator.element_spec)
+            metric_state = [list(values) for values in self._fresh_train_metrics]
+            if self.jit_compile == "block":
+                program = self._train_steps.lower(self._state, metric_state, (block, self.table), np.int32(0),
+                                                  np.int32(1)).compile()
+            else:
+                program = self._train_step.lower(self._state, metric_state, (block, self.table), np.int32(0)).compile()
+        finally:
+            thread.join()
+        if "error" in fetched:
+            raise fetched["error"]
+        return program, fetched["block"]
+
     def reset_input(self):
         """A new iterator starts at a block boundary, with nothing fetched ahead."""
         self._current = self._next = None
@@ -211,6 +242,12 @@ class JaxTrainer:
         metric_state = [list(values) for values in self._fresh_train_metrics]
         wait = handover = 0.0
         done = 0
+        if self._program is None and self._next is None and jax.process_count() == 1 and \
+                hasattr(iterator, "element_spec"):  # a tf.data iterator: the blocks' shapes are known ahead
+            self._program, (self._next, seconds) = self._first_program(iterator)
+            wait, handover = wait + seconds, handover + seconds
+        steps, step = (self._program, self._program) if self._program is not None else (
+            self._train_steps, self._train_step)
         while done < num_steps:
             if self._position == 0:
                 if self._next is None:
@@ -219,12 +256,12 @@ class JaxTrainer:
                 self._current, self._next = self._next, None
             count = min(self.block - self._position, num_steps - done)
             if self.jit_compile == "block":
-                self._state, metric_state = self._train_steps(self._state, metric_state, (self._current, self.table),
-                                                              np.int32(self._position), np.int32(count))
+                self._state, metric_state = steps(self._state, metric_state, (self._current, self.table),
+                                                  np.int32(self._position), np.int32(count))
             else:
                 for index in range(self._position, self._position + count):
-                    self._state, metric_state = self._train_step(self._state, metric_state,
-                                                                 (self._current, self.table), np.int32(index))
+                    self._state, metric_state = step(self._state, metric_state, (self._current, self.table),
+                                                     np.int32(index))
             self._position = (self._position + count) % self.block
             done += count
             if self._position == 0:  # fetch the next block while the devices run this one

@@ -21,8 +21,13 @@ inputs = keras.Input((8,))
 model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(16, activation="relu")(inputs)))
 loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 rng = np.random.default_rng(0)
-blocks = iter([(rng.standard_normal((5, 4, 8)).astype("float32"), rng.integers(0, 3, (5, 4)).astype("int32"))
-               for _ in range(8)])
+blocks = [(rng.standard_normal((5, 4, 8)).astype("float32"), rng.integers(0, 3, (5, 4)).astype("int32"))
+          for _ in range(8)]
+if sys.argv[3] == "tf.data":  # as tfapp-train feeds it: the first call compiles the program ahead (AOT)
+    import tensorflow as tf
+    blocks = iter(tf.data.Dataset.from_tensor_slices(tuple(np.stack(leaves) for leaves in zip(*blocks))))
+else:
+    blocks = iter(blocks)
 sharding = None
 if distribution is not None:
     keras.distribution.set_distribution(distribution)
@@ -33,16 +38,19 @@ trainer = jax_loop.JaxTrainer(model, keras.optimizers.Adam(1e-2), loss, metrics,
                               "block" if sys.argv[2] == "block" else True, distribution, sharding)
 losses = [trainer.train(blocks, steps)["loss"] for steps in (1, 1, 2, 7, 3, 11)]  # 25 steps: 5 blocks
 function = trainer._train_steps if sys.argv[2] == "block" else trainer._train_step
-print(json.dumps({"compiled": function._cache_size(), "losses": losses}))
+# the program the loops ran: the jitted function's (once compiled) or the one compiled ahead (then jit compiled none)
+compiled = function._cache_size() + (trainer._program is not None)
+print(json.dumps({"compiled": compiled, "ahead": trainer._program is not None, "losses": losses}))
 """
 
 
+@pytest.mark.parametrize("feed", ["python", "tf.data"])
 @pytest.mark.parametrize("distribution", ["none", "data_parallel"])
 @pytest.mark.parametrize("jit", ["block", "step"])
-def test_loops_of_any_length_and_every_block_share_one_compiled_program(distribution, jit):
-    out = subprocess.run([sys.executable, "-c", COMPILES, distribution, jit], cwd=REPO, capture_output=True,
-                         text=True, timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"})
+def test_loops_of_any_length_and_every_block_share_one_compiled_program(distribution, jit, feed):
+    out = subprocess.run([sys.executable, "-c", COMPILES, distribution, jit, feed], cwd=REPO, capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"})
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["compiled"] == 1, result
+    assert result["compiled"] == 1 and result["ahead"] == (feed == "tf.data"), result
     assert all(loss == loss and loss > 0 for loss in result["losses"]), result
