@@ -9,7 +9,7 @@ each block goes to the devices with one `jax.device_put` (the batch axis split o
 `jax.make_array_from_process_local_data` on several hosts). A step is `model.stateless_call` →
 `jax.value_and_grad` → `optimizer.stateless_apply` → metric `stateless_update_state` on the batch indexed out of
 the block on the device; `jit_compile="block"` runs `count` of them in one jitted `lax.fori_loop`, `True` one
-jitted call per step (autotune measures both). Indices and counts are traced, so loops of any length share one
+jitted call per step (`tfapp.jax_run.jit_rule` picks one). Indices and counts are traced, so loops of any length share one
 compiled program.
 Weights, optimizer and metric state live as JAX arrays between calls (donated, never copied per step); the Keras
 variables see them only when `sync_to_model()` writes them back (checkpoints, the end of a run). The next block is
@@ -65,7 +65,7 @@ class JaxTrainer:
         # True: one jitted call per step (dispatched asynchronously, the batch indexed out of the block on the
         # device); "block": one jitted call per loop, a lax.fori_loop over the block. XLA on CPU runs
         # convolutions inside a loop ~30x slower (digits/cnn: 7 against 213 steps/s), a dense model gains from
-        # it: autotune measures both.
+        # it: tfapp.jax_run.jit_rule chooses.
         self.jit_compile = jit_compile
         self.measure_input_wait = measure_input_wait
         self.last_input_wait = self.last_input_handover = 0.0
@@ -246,8 +246,8 @@ class JaxTrainer:
                 hasattr(iterator, "element_spec"):  # a tf.data iterator: the blocks' shapes are known ahead
             self._program, (self._next, seconds) = self._first_program(iterator)
             wait, handover = wait + seconds, handover + seconds
-        steps, step = (self._program, self._program) if self._program is not None else (
-            self._train_steps, self._train_step)
+        # the program compiled ahead, else the jitted function of this setting (it compiles on its first call)
+        program = self._program or (self._train_steps if self.jit_compile == "block" else self._train_step)
         while done < num_steps:
             if self._position == 0:
                 if self._next is None:
@@ -256,12 +256,12 @@ class JaxTrainer:
                 self._current, self._next = self._next, None
             count = min(self.block - self._position, num_steps - done)
             if self.jit_compile == "block":
-                self._state, metric_state = steps(self._state, metric_state, (self._current, self.table),
-                                                  np.int32(self._position), np.int32(count))
+                self._state, metric_state = program(self._state, metric_state, (self._current, self.table),
+                                                    np.int32(self._position), np.int32(count))
             else:
                 for index in range(self._position, self._position + count):
-                    self._state, metric_state = step(self._state, metric_state, (self._current, self.table),
-                                                     np.int32(index))
+                    self._state, metric_state = program(self._state, metric_state, (self._current, self.table),
+                                                        np.int32(index))
             self._position = (self._position + count) % self.block
             done += count
             if self._position == 0:  # fetch the next block while the devices run this one
