@@ -4,13 +4,14 @@
 
 Kinds: `embedded:NAME` (datasets shipped in pipelines/data), `npz:PATH`, `csv:PATH`, `images:DIR`,
 `tfrecord:GLOB`, `text:PATH`, `conll:PATH`, `corpus:GLOB` (one text stream for language models),
-`tfds:NAME[:VERSION]`. Every example is a dict {"x": …, "y": …}.
+`tfds:NAME[:VERSION]`, `py:pkg.module:function` (your own Python: pipelines/python_source.py).
+Every example is a dict {"x": …, "y": …}.
 Every path goes through tf.io.gfile, so `gs://` and `ram://` locations work like local files.
 """
 import dataclasses
 import importlib.resources
 
-from pipelines import corpus, csv_source, images, npz, series, text, tfds_source, tfrecord
+from pipelines import corpus, csv_source, images, npz, python_source, series, text, tfds_source, tfrecord
 from pipelines.source import DataError, LoadOptions
 
 # name -> (file in pipelines/data, default read options); sources and licences in pipelines/data/README.md
@@ -59,6 +60,8 @@ SOURCES = {
     "conll": text.load_conll,
     "corpus": corpus.load_corpus,
     "tfds": tfds_source.load_tfds,
+    "py": python_source.load_python,
+    "memory": python_source.load_memory,
 }
 
 

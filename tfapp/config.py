@@ -121,10 +121,10 @@ class Config:
         return config
 
     def validate(self):
-        task = tasks.get_task(self.task)
-        if self.model not in task.models:
-            raise ConfigError(f"--model: unknown model {self.model!r} for task {self.task!r}; "
-                              f"valid: {', '.join(task.models)}")
+        try:
+            tasks.get_task(self.task).model_builder(self.model)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if self.steps_per_loop != "auto" and not str(self.steps_per_loop).isdigit():
             raise ConfigError(f"--steps_per_loop must be a positive integer or 'auto', got {self.steps_per_loop!r}")
         for name in ("batch_size", "train_steps", "eval_every", "checkpoint_every"):

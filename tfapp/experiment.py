@@ -70,12 +70,14 @@ def learning_rate_schedule(config):
 NO_DECAY = ("bias", "gamma", "beta", "positions")  # variable names --weight_decay leaves alone (biases, norms)
 
 
-def build_optimizer(config, model=None):
+def build_optimizer(config, model=None, task=None):
     """Adam (AdamW with --weight_decay) or Muon with the configured schedule, --clipnorm (of the global norm) and
     --gradient_accumulation_steps (Keras optimizers' own: the update every N calls, on the mean gradient); wrapped
     for dynamic loss scaling under float16. Muon orthogonalizes the momentum of 2-D kernels; embeddings, other
     shapes and the output layer of `model` (its last layer, as Muon's authors advise) take its Adam step (beta_2
     0.99, nanoGPT's choice for small batches). Weight decay is decoupled and spares biases and norms."""
+    if task is not None and task.optimizer is not None:  # the optimizer of the user's own model (tfapp.fit)
+        return task.optimizer(config, model)
     learning_rate = learning_rate_schedule(config)
     options = {"global_clipnorm": config.clipnorm}
     if config.gradient_accumulation_steps > 1:
@@ -113,7 +115,7 @@ def build_model(config, task, spec):
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(PRECISIONS[config.mixed_precision])
     try:
-        return task.models[config.model](config, spec)
+        return task.model_builder(config.model)(config, spec)
     finally:
         keras.config.set_dtype_policy(previous)
 

@@ -23,7 +23,8 @@ def define_data_flags():
     if "data" in flags.FLAGS:
         return
     flags.DEFINE_string("data", None, "Data source KIND:LOCATION (gs:// paths work): embedded:digits, npz:PATH, "
-                        "csv:PATH, images:DIR, 'tfrecord:GLOB', text:PATH, conll:PATH, 'corpus:GLOB', tfds:NAME[:VERSION]. "
+                        "csv:PATH, images:DIR, 'tfrecord:GLOB', text:PATH, conll:PATH, 'corpus:GLOB', tfds:NAME[:VERSION], "
+                        "py:pkg.module:function (your own: it returns (x, y) arrays, a dict of them or a Source). "
                         "Default: the task's own.")
     flags.DEFINE_string("data_dir", None, "TFDS data_dir for tfds: sources (default ~/tensorflow_datasets).")
     flags.DEFINE_boolean("download", False, "tfds: allow TFDS to download and prepare a missing dataset (needs "
@@ -66,8 +67,11 @@ def define_flags():
     if "task" in flags.FLAGS:
         return
     define_data_flags()
-    flags.DEFINE_string("task", "digits", f"Task to train. Valid: {_task_help()}.")
-    flags.DEFINE_string("model", None, "Model of the task (see --task for the names); default: the task's first.")
+    flags.DEFINE_string("task", "digits", f"Task to train. Valid: {_task_help()}; or pkg.module:NAME, a "
+                        "tfapp.Task of your own (docs/own-model.md).")
+    flags.DEFINE_string("model", None, "Model of the task (see --task for the names), or pkg.module:function, your "
+                        "own: function(config, spec) returns a Keras model for the task's data. Default: the task's "
+                        "first.")
     flags.DEFINE_boolean("augment", False, "Image tasks: random horizontal flip and pad-4-random-crop of training "
                          "images in the pipeline (eval is never augmented).")
     flags.DEFINE_string("weights", None, "Local Keras Applications weights file for --model=transfer "

@@ -241,7 +241,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                 iterator = iter(experiment.restart_train_data(step))
                 trainer.reset_input()
                 continue
-            train_values["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            train_values["learning_rate"] = trainer.learning_rate()
             speed = {"steps_per_second": size / elapsed}
             if step == outcome.start_step:
                 outcome.time_to_first_step, outcome.compile_seconds = time.time() - start_time, elapsed

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from jax.experimental import jax2tf
 
-from tfapp import export
+from tfapp import export, jax_loop
 
 
 def _polymorphic_shape(tensor):
@@ -44,7 +44,8 @@ class ServingModel:
         return getattr(self._model, name)
 
     def _infer(self, trainable, non_trainable, inputs):
-        outputs, _ = self._model.stateless_call(trainable, non_trainable, inputs, training=False)
+        outputs, _ = self._model.stateless_call(trainable, non_trainable, inputs,
+                                                   **jax_loop.training_kwargs(self._model, False))
         return outputs
 
     @tf.autograph.experimental.do_not_convert  # a task's serving tf.function must not rewrite JAX (12 s wasted)

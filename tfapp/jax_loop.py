@@ -30,6 +30,21 @@ import numpy as np
 
 EVAL_CHUNK = 32  # eval batches per jitted call (the last chunk is padded with zero-weight batches)
 EVAL_CACHE_BYTES = 256 * 2**20  # eval chunks up to this size stay on the devices between evaluations
+# XLA's options for tfapp's programs on a CPU: no YNNPACK fusions. XLA:CPU builds their pipelines at the program's
+# first run (the language model's first step took 0.6 s instead of 0.14), and the steps ran no faster with them
+# (docs/performance.md#accelerator).
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def compiler_options():
+    """XLA options for the programs of this process's devices (CPU_COMPILER_OPTIONS on a CPU), or None."""
+    return dict(CPU_COMPILER_OPTIONS) if jax.devices()[0].platform == "cpu" else None
+
+
+def training_kwargs(model, training):
+    """{"training": training} for a model whose call() takes it; {} for one whose call() does not (a user's
+    subclassed model: `stateless_call` passes its keywords on as given, unlike `model(x)`)."""
+    return {"training": training} if getattr(model, "_call_has_training_arg", True) else {}
 
 
 def _values(variables):
@@ -99,12 +114,16 @@ class JaxTrainer:
         # the next call would compile again).
         shardings = jax.tree.map(lambda value: value.sharding, (self._state, self._fresh_train_metrics))
         eval_shardings = jax.tree.map(lambda value: value.sharding, self._fresh_eval_metrics)
-        self._train_steps = jax.jit(self._steps_fn, donate_argnums=(0,), out_shardings=shardings)
-        self._train_step = jax.jit(self._indexed_step, donate_argnums=(0,), out_shardings=shardings)
-        self._eval_chunk = jax.jit(self._eval_chunk_fn, out_shardings=eval_shardings)
-        self._eval_batch = jax.jit(self._eval_batch_fn, out_shardings=eval_shardings)
+        options = compiler_options()
+        self._train_steps = jax.jit(self._steps_fn, donate_argnums=(0,), out_shardings=shardings,
+                                    compiler_options=options)
+        self._train_step = jax.jit(self._indexed_step, donate_argnums=(0,), out_shardings=shardings,
+                                   compiler_options=options)
+        self._eval_chunk = jax.jit(self._eval_chunk_fn, out_shardings=eval_shardings, compiler_options=options)
+        self._eval_batch = jax.jit(self._eval_batch_fn, out_shardings=eval_shardings, compiler_options=options)
         self._current = self._next = None
         self._position = 0
+        self._schedule = None  # (index of the step count among the optimizer's variables, the compiled schedule)
         self._program = None  # the train program, compiled ahead by the first call (see _first_program)
         # Evaluation (see prepare_evaluate): the split's chunks on the devices and their compiled program.
         self._state_spec = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=v.sharding),
@@ -142,10 +161,23 @@ class JaxTrainer:
                 variable.assign(value)
         self.reload_state()  # the variables now hold the state's arrays, which the next call would donate
 
+    def learning_rate(self):
+        """The learning rate of the next update, from the state's step count (the Keras variables lag behind it
+        until `sync_to_model`). A schedule runs as one compiled function: called eagerly, its `cond` was traced
+        and its program looked up again at every call (~16 ms per loop on the language model)."""
+        schedule = self.optimizer._learning_rate
+        if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
+        if self._schedule is None:
+            index = next(i for i, v in enumerate(self.optimizer.variables) if v is self.optimizer.iterations)
+            self._schedule = index, jax.jit(schedule)
+        index, compiled = self._schedule
+        return float(compiled(self._state[2][index]))
+
     # -- the compiled functions ---------------------------------------------------------------------------------
     def _loss(self, trainable, non_trainable, features, labels):
         predictions, non_trainable, losses = self.model.stateless_call(
-            trainable, non_trainable, features, training=True, return_losses=True)
+            trainable, non_trainable, features, return_losses=True, **training_kwargs(self.model, True))
         per_example = self.loss_fn(labels, predictions)
         loss = jnp.sum(per_example) / self.global_batch_size  # the mean over the global batch, as on TF
         if losses:
@@ -174,7 +206,8 @@ class JaxTrainer:
     def _eval_batch_fn(self, state, metric_state, chunk, index):
         trainable, non_trainable, _ = state
         features, labels, weights = _batch(chunk, index)
-        predictions, _ = self.model.stateless_call(trainable, non_trainable, features, training=False)
+        predictions, _ = self.model.stateless_call(trainable, non_trainable, features,
+                                                  **training_kwargs(self.model, False))
         per_example = self.loss_fn(labels, predictions)
         return [self.eval_loss.stateless_update_state(metric_state[0], per_example, sample_weight=weights)] + [
             metric.stateless_update_state(values, labels, predictions, sample_weight=weights)

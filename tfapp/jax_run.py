@@ -88,7 +88,7 @@ def prepare(config):
 
     def candidate_trainer(candidate):  # --mixed_precision=auto: a model in one precision, as the run would train it
         model = experiment.build_model(candidate, task, source.spec)
-        optimizer = experiment.build_optimizer(candidate, model)
+        optimizer = experiment.build_optimizer(candidate, model, task)
         optimizer.build(model.trainable_variables)
         return jax_loop.JaxTrainer(model, optimizer, task.loss(), task.metrics, config.batch_size, block,
                                    jit_rule(config.jit_compile, model, first.platform)[0], devices.distribution,
@@ -103,7 +103,7 @@ def prepare(config):
             devices.num_replicas_in_sync)
     with experiment.timed(startup, "model_build_s"):
         model = experiment.build_model(config, task, source.spec)
-        optimizer = experiment.build_optimizer(config, model)
+        optimizer = experiment.build_optimizer(config, model, task)
         optimizer.build(model.trainable_variables)
     resumed_from = checkpoints.latest(model_dir) if resuming else None
     if resumed_from:
@@ -183,7 +183,8 @@ def count_loss_gradient_flops(model, loss_fn, global_batch_size, batch):
     GPU program hides its cuBLAS/cuDNN calls from the analysis: 245 against ~1,200 GFLOP per gpt_small step on an
     H200). The optimizer is not counted, as on TensorFlow."""
     def loss(trainable, non_trainable, features, labels):
-        predictions, _ = model.stateless_call(trainable, non_trainable, features, training=True)
+        predictions, _ = model.stateless_call(trainable, non_trainable, features,
+                                             **jax_loop.training_kwargs(model, True))
         return jax.numpy.sum(loss_fn(labels, predictions)) / global_batch_size
 
     def abstract(variables):

@@ -189,6 +189,10 @@ class Trainer:
             tf.Variable(tf.zeros([self.block, len(members), *specs[members[0]].shape[1:]], specs[members[0]].dtype),
                         trainable=False) for members in self._block_groups]
 
+    def learning_rate(self):
+        """The learning rate of the next update."""
+        return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
+
     def reload_state(self):
         """Nothing to do: this engine trains the Keras variables themselves (the JAX engine keeps a copy)."""
 

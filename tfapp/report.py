@@ -65,11 +65,14 @@ class RunLog:
             writer.flush()
 
     def flush(self):
-        """Rewrites metrics.csv with every row so far (gfile cannot append on every filesystem)."""
+        """Rewrites metrics.csv with every row so far (gfile cannot append on every filesystem): into a new file
+        renamed over the old one, so a kill during the write leaves the previous rows, never a truncated file."""
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows([CSV_HEADER, *self.rows])
-        with tf.io.gfile.GFile(join(self.model_dir, "metrics.csv"), "w") as f:
+        path = join(self.model_dir, "metrics.csv")
+        with tf.io.gfile.GFile(path + ".tmp", "w") as f:
             f.write(buffer.getvalue())
+        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
         for writer in self._writers.values():
             writer.flush()
 

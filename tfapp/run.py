@@ -93,7 +93,7 @@ def prepare(config):
     def candidate_trainer(candidate):  # --mixed_precision=auto: a model in one precision, as the run would train it
         with strategy.scope():
             model = build_model(candidate, task, source.spec)
-            optimizer = build_optimizer(candidate, model)
+            optimizer = build_optimizer(candidate, model, task)
             optimizer.build(model.trainable_variables)
         jit = autotune.jit_candidates(config.jit_compile, strategy, blocks=bool(block),
                                       xla_known_best=config.model in task.xla_models)[0]
@@ -112,7 +112,7 @@ def prepare(config):
             strategy.num_replicas_in_sync)
     with timed(startup, "model_build_s"), strategy.scope():
         model = build_model(config, task, source.spec)
-        optimizer = build_optimizer(config, model)
+        optimizer = build_optimizer(config, model, task)
         optimizer.build(model.trainable_variables)
     resumed_from = checkpoints.latest(model_dir) if resuming else None
     if resumed_from:
@@ -236,7 +236,7 @@ def train(experiment, start_time=None, callbacks=()):
         futures["flops"] = shadow.submit(step_flops, experiment, trainer)
         if config.export and experiment.engine == "tensorflow":
             futures["export"] = shadow.submit(
-                export.PreparedExport, lambda: task.models[config.model](config, experiment.source.spec),
+                export.PreparedExport, lambda: task.model_builder(config.model)(config, experiment.source.spec),
                 task.serving, experiment.source.spec)
         elif config.export and experiment.is_chief:
             from tfapp import jax_run

@@ -85,7 +85,7 @@ def export_run(model_dir, export_dir=None, tflite=False):
     _restore_kept(experiment, model_dir, trained_on_jax)
     config, task = experiment.config, experiment.task
     path = export.export_saved_model(
-        experiment.model, lambda: task.models[config.model](config, experiment.source.spec), task.serving,
+        experiment.model, lambda: task.model_builder(config.model)(config, experiment.source.spec), task.serving,
         export_dir or report.join(model_dir, "export"), experiment.source.spec)
     if not tflite:
         return path, None

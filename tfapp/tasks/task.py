@@ -10,19 +10,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pipelines.python_source import import_object
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
     name: str
-    description: str
-    default_data: str                                  # "embedded:digits", "tfds:mnist", …
     models: Mapping[str, Callable[..., keras.Model]]   # --model name -> build_model(config, spec); first = default
     loss: Callable[[], keras.losses.Loss]              # per-example loss (reduction=None); the loop averages
     metrics: Callable[[], list]                        # fresh keras.metrics.Metric objects for one run
     main_metric: str                                   # what curves.png, early stopping and targets use
-    preprocess: Callable                               # tf.data map: raw example -> (features, label)
-    vectorized_preprocess: bool                        # preprocess also works on a batch: map after batch
-    serving: Callable                                  # (model, spec) -> {signature name: tf.function on raw inputs}
+    description: str = ""
+    default_data: Optional[str] = None                 # "embedded:digits", "tfds:mnist", …; None: --data is needed
+    preprocess: Callable = None                        # tf.data map: raw example -> (features, label); None: x, y
+    vectorized_preprocess: bool = True                 # preprocess also works on a batch: map after batch
+    serving: Callable = None  # (model, spec) -> {signature name: tf.function on raw inputs}; None: the model's own
     main_metric_mode: str = "max"                      # "max" (accuracy-like) or "min" (error-like)
     defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # flag values unless given
     smoke: Mapping[str, Any] = dataclasses.field(default_factory=dict)     # flag overrides for a seconds-long run
@@ -45,6 +47,28 @@ class Task:
     # (model, spec, config) -> FLOPs of forward + backward per step by a formula (the transformer's 6·N·tokens +
     # attention), reported beside the counted FLOPs as a check of the count; None: no formula.
     reference_flops: Optional[Callable] = None
+    # (config, model) -> a fresh optimizer of the task's own; None: --optimizer with --learning_rate, its schedule,
+    # --clipnorm, --weight_decay and --gradient_accumulation_steps (tfapp.experiment.build_optimizer).
+    optimizer: Optional[Callable] = None
+
+    def model_builder(self, name):
+        """build_model(config, spec) of `--model=name`: one of `models`, or the function "pkg.module:function"
+        names (any task's data, loss and metrics with your own model); ValueError saying why not."""
+        if name in self.models:
+            return self.models[name]
+        if ":" in name:
+            builder = import_object(name, f"--model={name}")
+            if not callable(builder):
+                raise ValueError(f"--model={name}: {type(builder).__name__} is not a function")
+            return builder
+        raise ValueError(f"--model: unknown model {name!r} for task {self.name!r}; valid: {', '.join(self.models)} "
+                         "or pkg.module:function")
+
+    def __post_init__(self):
+        if self.preprocess is None:
+            object.__setattr__(self, "preprocess", features_and_label)
+        if self.serving is None:
+            object.__setattr__(self, "serving", serve_inputs)
 
     @property
     def default_model(self):
@@ -88,3 +112,23 @@ def majority_baseline(source, config=None):
 def class_outputs(logits):
     """Serving outputs of a classifier: {"class_id": int32 [batch], "probabilities": softmax [batch, classes]}."""
     return {"class_id": tf.argmax(logits, axis=-1, output_type=tf.int32), "probabilities": tf.nn.softmax(logits)}
+
+
+def features_and_label(example):
+    """The preprocess of data that needs none: {"x": …, "y": …} -> (x, y); works on batches too."""
+    return example["x"], example["y"]
+
+
+def serve_inputs(model, spec):
+    """serving_default on the model's own inputs as the data has them (`spec["features"]`: "x", or one tensor per
+    column) -> {"outputs": …} (or the model's own dict of outputs)."""
+    features = spec["features"]
+    signature = {name: tf.TensorSpec([None, *shape], tf.as_dtype(dtype), name=name)
+                 for name, (shape, dtype) in features.items()}
+
+    @tf.function(input_signature=[signature])
+    def serve(inputs):
+        outputs = model(inputs["x"] if list(inputs) == ["x"] else inputs, training=False)
+        return outputs if isinstance(outputs, dict) else {"outputs": outputs}
+
+    return {"serving_default": serve}
