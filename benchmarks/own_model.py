@@ -1,7 +1,7 @@
 """Your own model: Keras `fit` against `tfapp.fit` on three models written as a user writes them, same data, batch
 and steps, each run in its own process, alternating; on the TensorFlow and the JAX backend.
 
-    python benchmarks/own_model.py                          # 2 rounds, both backends (~10 minutes on 2 cores)
+    python benchmarks/own_model.py                          # 2 rounds, both backends (~20 minutes on 2 cores)
     python benchmarks/own_model.py --rounds=3 --models=mlp,transformer --backends=tensorflow
 
 Models (defined below, as in a user's script):
@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-STEPS = {"mlp": 3000, "cnn": 800, "transformer": 600}
+STEPS = {"mlp": 30000, "cnn": 800, "transformer": 1500}
 BATCH = 64
 RUNNERS = ("fit", "fit_spe32", "tfapp")
 

@@ -51,6 +51,27 @@ predicted = serve(pixels=tf.constant(pixels))["class_id"].numpy()
 print("predicted:", predicted.tolist())
 print("labels:   ", [int(e["y"]) for e in test])
 assert predicted.shape == (8,)'''),
+    new_markdown_cell("## Your own model\n`tfapp.fit` trains your own Keras model (subclassed, functional or `Sequential`) with your "
+                      "loss, metrics and data on the same engine: validation keeps the best checkpoint, the test split is "
+                      "read once, the same call resumes after a crash, and the export serves the model's inputs "
+                      "([docs/own-model.md](../docs/own-model.md))."),
+    new_code_cell('''import keras
+import tfapp
+
+digits = pipelines.load("embedded:digits").arrays  # any (x, y) arrays, or a tf.data.Dataset of (x, y)
+x, y = digits["train"]["x"].reshape(-1, 64).astype("float32") / 16, digits["train"]["y"]
+
+class MLP(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.out = keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+own = tfapp.fit(MLP(), (x, y), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"], steps=60 if SMOKE else 1000, model_dir="runs/own-mlp")
+print(own.report["final_metrics"], own.model_dir)'''),
 ]
 
 tpu_nb = new_notebook()

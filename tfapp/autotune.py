@@ -6,7 +6,8 @@ Keras decides XLA by a fixed rule (off on CPU, off under any strategy). On a CPU
 throughput and speed up a small dense one, so we time it instead: XLA off / per step / per block of in-memory
 batches. Measuring must pay for itself (`tfapp/autotune_cache.py` keeps the answer for the next run):
 - The plain setting (the first candidate) is traced and a short probe loop timed. The probe's speed × the
-  steps left is the planned run; the budget is `FRACTION` of it, and at most `budget_seconds`.
+  steps left is the planned run; the budget is `FRACTION` of it, and at most `budget_seconds`, spent from the
+  end of that trace (the run pays for one trace or compile whatever is measured).
 - Steps per loop: more steps per host round-trip are never slower, only coarser (progress, signals, callbacks
   act between loops), so `auto` takes the largest candidate whose loop lasts at most `LOOP_SECONDS` at the
   probe's speed rather than timing each (noise once picked 1 step per loop at 73 steps/s where 16 gave ~105).
@@ -182,10 +183,13 @@ def autotune(make_trainer, iterator, jit_candidates, steps_per_loop=None, budget
     measurements.append({"jit_compile": first_jit, "steps_per_loop": probe_steps, "probe": True,
                          "steps_per_second": probe})
     budget = min(budget_seconds, FRACTION * planned_steps / probe) if planned_steps else budget_seconds
+    # The budget is spent from after the plain trace: the run needs that trace (or an XLA compile in its place)
+    # whatever is measured, so only what comes after it is the cost of measuring.
+    spent_from = start + trace_seconds
     steps = steps_per_loop or loop_size(probe)
     compile_estimate = COMPILE_FACTOR * trace_seconds  # until an XLA compile has been timed
     for jit in other_jits:
-        if budget - (time.perf_counter() - start) < compile_estimate:
+        if budget - (time.perf_counter() - spent_from) < compile_estimate:
             untried.append(jit)  # its compile alone would cost more than the budget left
             continue
         compile_start = time.perf_counter()
@@ -195,7 +199,7 @@ def autotune(make_trainer, iterator, jit_candidates, steps_per_loop=None, budget
             trainers[jit] = compiled
     if len(trainers) > 1:
         measurements = [m for m in measurements if not m.get("probe")]
-        for jit, values in _round_robin(trainers, iterator, steps, start + budget).items():
+        for jit, values in _round_robin(trainers, iterator, steps, spent_from + budget).items():
             measurements.append({"jit_compile": jit, "steps_per_loop": steps, "loops": len(values),
                                  "steps_per_second": statistics.median(values)})
     _restore(tracked, saved)

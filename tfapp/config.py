@@ -78,7 +78,7 @@ class Config:
     num_cpu_devices: Optional[int] = None    # split the CPU into N logical devices (Mirrored on a laptop)
     steps_per_loop: str = "auto"             # optimizer steps per host round-trip (one tf.function call), or auto
     jit_compile: str = "auto"                # auto | true | false | block
-    autotune_seconds: float = 3.0            # measuring budget of the auto settings (and <= ~10% of the run)
+    autotune_seconds: float = 6.0            # measuring budget of the auto settings (and <= ~10% of the run)
     autotune: str = "cache"                  # cache: reuse an earlier measurement of the same setup | measure
     mixed_precision: str = "none"            # none | bfloat16 | float16 (adds dynamic loss scaling) | auto
     lr_schedule: Optional[str] = None        # constant | cosine (decay to 0 over train_steps, after warmup); per task

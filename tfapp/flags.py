@@ -134,7 +134,7 @@ def define_flags():
                       "measured without, per step and per block on the real task (always on for TPU; off for "
                       "Mirrored over logical CPUs, where XLA cannot run; per step without measuring for models "
                       "measured to win under XLA: language_model gpt).")
-    flags.DEFINE_float("autotune_seconds", 3.0, "At most this many seconds for measuring the auto settings, and "
+    flags.DEFINE_float("autotune_seconds", 6.0, "At most this many seconds for measuring the auto settings, and "
                        "never more than ~10% of the planned run; the measurements go into report.json under "
                        "'autotune'.")
     flags.DEFINE_enum("autotune", "cache", list(config_lib.AUTOTUNE_CHOICES),
