@@ -304,21 +304,22 @@ def time_jax_bare(workload, seconds):
 
 def time_jax_tfapp(workload, seconds):
     """tfapp's JAX loop fed as `tfapp-train --backend=jax` feeds in-memory arrays (the rows on the device,
-    `tfapp.jax_run.device_table`; tf.data hands over blocks of row indices), with autotune's choice."""
+    `tfapp.engines.jax_engine.device_table`; tf.data hands over blocks of row indices), with autotune's choice."""
     import keras
     import pipelines
-    from tfapp import autotune, jax_loop, jax_run
+    from tfapp import autotune, jax_loop
+    from tfapp.engines import jax_engine
     model, optimizer = build_model(workload), keras.optimizers.Adam(1e-3)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     x, y = arrays(workload)
-    table = jax_run.device_table({"x": x, "y": y}, lambda rows: (rows["x"], rows["y"]), augment=None)
+    table = jax_engine.device_table({"x": x, "y": y}, lambda rows: (rows["x"], rows["y"]), augment=None)
     data = pipelines.index_blocks({"x": x, "y": y}, BATCH, seed=0)
     iterator, block = iter(data), int(data.element_spec.shape[0])
 
     def make_trainer(jit):
         return jax_loop.JaxTrainer(model, optimizer, loss, lambda: [], BATCH, block, jit, table=table)
 
-    jit = jax_run.jit_rule("auto", model, "cpu")[0]
+    jit = jax_engine.jit_rule("auto", model, "cpu")[0]
     trainer, sizes = make_trainer(jit), autotune.LoopSizeFromSpeed()
     trainer.train(iterator, 1)  # compile, as the first loop of a run
     warm_up = time.perf_counter()

@@ -15,6 +15,9 @@ from tfapp import tasks
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 JIT_CHOICES = ("auto", "true", "false", "block")
+# --xla names what --jit_compile (kept as its alias) sets: no XLA, one XLA program per step, one per loop of steps.
+XLA_TO_JIT = {"auto": "auto", "off": "false", "step": "true", "loop": "block"}
+JIT_TO_XLA = {jit: xla for xla, jit in XLA_TO_JIT.items()}
 PRECISIONS = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}  # flag -> Keras policy
 PRECISION_CHOICES = (*PRECISIONS, "auto")  # auto: chosen per device and task (tfapp/precision.py)
 LR_SCHEDULES = ("constant", "cosine")
@@ -77,7 +80,8 @@ class Config:
     tpu: Optional[str] = None
     num_cpu_devices: Optional[int] = None    # split the CPU into N logical devices (Mirrored on a laptop)
     steps_per_loop: str = "auto"             # optimizer steps per host round-trip (one tf.function call), or auto
-    jit_compile: str = "auto"                # auto | true | false | block
+    jit_compile: str = "auto"                # auto | true | false | block: the alias of --xla (step, off, loop)
+    xla: Optional[str] = None                # auto | off | step | loop; resolved into jit_compile (then None)
     autotune_seconds: float = 6.0            # measuring budget of the auto settings (and <= ~10% of the run)
     autotune: str = "cache"                  # cache: reuse an earlier measurement of the same setup | measure
     mixed_precision: str = "none"            # none | bfloat16 | float16 (adds dynamic loss scaling) | auto
@@ -114,6 +118,7 @@ class Config:
         values["steps_per_loop"] = str(values["steps_per_loop"])
         values["checkpoint_every"] = values["checkpoint_every"] or values["eval_every"]
         values["data"] = values["data"] or task.default_data
+        values["jit_compile"], values["xla"] = resolve_xla(values["xla"], values["jit_compile"]), None
         stamp = (now or datetime.datetime.now()).strftime("%Y%m%d-%H%M%S")
         values["model_dir"] = values["model_dir"] or f"runs/{self.task}-{stamp}"
         config = Config(**values)
@@ -199,3 +204,21 @@ class Config:
             raise ConfigError(f"--clipnorm must be > 0, got {self.clipnorm}")
         if self.gradient_accumulation_steps < 1:
             raise ConfigError(f"--gradient_accumulation_steps must be >= 1, got {self.gradient_accumulation_steps}")
+
+
+def resolve_xla(xla, jit_compile):
+    """The --jit_compile value the run uses: --xla's when given (--jit_compile must then be auto or the same
+    setting), else --jit_compile, its alias (true = step, false = off, block = loop)."""
+    if isinstance(jit_compile, bool):  # tfapp.fit(..., jit_compile=True)
+        jit_compile = str(jit_compile).lower()
+    if jit_compile not in JIT_CHOICES:
+        raise ConfigError(f"--jit_compile: {jit_compile!r} is not one of {', '.join(JIT_CHOICES)} (it is the alias "
+                          f"of --xla: {', '.join(XLA_TO_JIT)})")
+    if xla is None:
+        return jit_compile
+    if xla not in XLA_TO_JIT:
+        raise ConfigError(f"--xla: {xla!r} is not one of {', '.join(XLA_TO_JIT)}")
+    if jit_compile not in ("auto", XLA_TO_JIT[xla]):
+        raise ConfigError(f"--xla={xla} and --jit_compile={jit_compile} disagree (--jit_compile is --xla's alias: "
+                          f"{', '.join(f'{j}={x}' for j, x in JIT_TO_XLA.items())}); give one")
+    return XLA_TO_JIT[xla]

@@ -3,8 +3,8 @@ both engines' `prepare` share (data source, model, optimizer, run directory, pre
 
     python -c "from tfapp import config, experiment, tasks; c = config.Config().resolved(); print(experiment.build_model(c, tasks.get_task(c.task), {'features': {'x': ((8, 8), 'uint8')}, 'num_classes': 10}))"
 
-`tfapp.run.prepare` (TensorFlow) and `tfapp.jax_run.prepare` (JAX) build an Experiment from these; `tfapp.run.train`
-and `tfapp.host_loop` drive it. Neither engine module imports the other through here.
+Each engine's `prepare` (`tfapp.engines`: tensorflow_engine, jax_engine) builds an Experiment, by keyword, from
+these; `tfapp.training.train` and `tfapp.host_loop` drive it. Neither engine module imports the other.
 """
 import contextlib
 import dataclasses

@@ -10,7 +10,6 @@ from absl import flags
 import pipelines
 from tfapp import config as config_lib
 from tfapp import tasks
-from tfapp.cli import tf_logs
 
 
 def _task_help():
@@ -128,12 +127,15 @@ def define_flags():
     flags.DEFINE_string("steps_per_loop", "auto", "Optimizer steps per host round-trip (one tf.function call), "
                         "or auto: the largest of 1, 4, 16, 64, 256 whose loop lasts at most 0.25 s at the measured "
                         "speed. Progress, eval, checkpoints and signals are handled between loops.")
+    flags.DEFINE_enum("xla", None, list(config_lib.XLA_TO_JIT),
+                      "XLA compilation of the train step. off: none; step: one XLA program per step; loop: one "
+                      "XLA program for all the steps of a loop over a block of in-memory batches (one replica, "
+                      "in-memory data; otherwise the same as step); auto (default): measured, off, per step and per "
+                      "loop, on the real task (always on for TPU; off for Mirrored over logical CPUs, where XLA "
+                      "cannot run; per step without measuring for models measured to win under XLA: "
+                      "language_model gpt). The JAX engine compiles every step: auto is a rule there.")
     flags.DEFINE_enum("jit_compile", "auto", list(config_lib.JIT_CHOICES),
-                      "XLA-compile the per-replica train step. block: one XLA program for the steps over each "
-                      "block of in-memory batches (one replica, in-memory data; otherwise the same as true). auto: "
-                      "measured without, per step and per block on the real task (always on for TPU; off for "
-                      "Mirrored over logical CPUs, where XLA cannot run; per step without measuring for models "
-                      "measured to win under XLA: language_model gpt).")
+                      "The alias of --xla, in Keras's words: false = off, true = step, block = loop.")
     flags.DEFINE_float("autotune_seconds", 6.0, "At most this many seconds for measuring the auto settings, and "
                        "never more than ~10% of the planned run; the measurements go into report.json under "
                        "'autotune'.")
@@ -170,7 +172,6 @@ def define_flags():
     flags.DEFINE_boolean("export", True, "Export a SavedModel to <model_dir>/export/<version>/ after training.")
     flags.DEFINE_boolean("tflite", False, "With --export: also convert serving_default to "
                          "<model_dir>/export/<version>/model.tflite (TFLite/LiteRT).")
-    tf_logs.define_flag()
     flags.DEFINE_boolean("smoke", False, "Use the task's smoke size (a few steps on the same data): for tests "
                          "and quick checks.")
 

@@ -6,7 +6,7 @@
 `tf.compat.v1.profiler`'s `float_operation` view of the graph (ops with registered FLOP statistics: MatMul,
 Conv2D and their gradients, BiasAdd, element-wise math), times the number of replicas: a count of the program,
 not of the kernels a backend picks. The optimizer update is not counted (MFU counts the model's FLOPs; the JAX
-engine counts the same, see tfapp.jax_run). The transformer's count is within 10% of 6·N·tokens + attention
+engine counts the same, see tfapp.engines.jax_engine). The transformer's count is within 10% of 6·N·tokens + attention
 (tests/tfapp/test_flops.py).
 `device_peak`: the chip's published dense peak where `tfapp.peaks` recognises it, else square matmuls in the
 compute dtype measured on the first device, grown until their FLOP/s stop rising (a 1024-sized product

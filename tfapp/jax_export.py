@@ -7,9 +7,9 @@ and post-processing (string lookups, softmax, a sampling loop). On the JAX backe
 in place of the Keras model: calling it runs the model's stateless call converted by jax2tf (native serialization:
 the program as StableHLO in an `XlaCallModule` op, lowered for the CPU and the platform that trained it) with the
 weights as tf.Variables, so the signatures, their inputs and outputs are those of the TensorFlow engine's export,
-and a clean TensorFlow process or TF Serving runs them. `tfapp.jax_run.export` (a TensorFlow-backend process that
-restores the checkpoint) remains for what this cannot do: `--tflite` (TFLite has no XlaCallModule) and runs over
-several processes (their weights are not all on one host).
+and a clean TensorFlow process or TF Serving runs them. `tfapp.engines.jax_engine.write_export`'s fallback (a
+TensorFlow-backend process that restores the checkpoint) remains for what this cannot do: `--tflite` (TFLite has
+no XlaCallModule) and runs over several processes (their weights are not all on one host).
 """
 import jax
 import keras

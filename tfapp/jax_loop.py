@@ -9,13 +9,14 @@ each block goes to the devices with one `jax.device_put` (the batch axis split o
 `jax.make_array_from_process_local_data` on several hosts). A step is `model.stateless_call` →
 `jax.value_and_grad` → `optimizer.stateless_apply` → metric `stateless_update_state` on the batch indexed out of
 the block on the device; `jit_compile="block"` runs `count` of them in one jitted `lax.fori_loop`, `True` one
-jitted call per step (`tfapp.jax_run.jit_rule` picks one). Indices and counts are traced, so loops of any length share one
-compiled program.
+jitted call per step (`tfapp.engines.jax_engine.jit_rule` picks one). Indices and counts are traced, so loops of
+any length share one compiled program.
 Weights, optimizer and metric state live as JAX arrays between calls (donated, never copied per step); the Keras
 variables see them only when `sync_to_model()` writes them back (checkpoints, the end of a run). The next block is
 fetched and put on the devices while the device still runs the current one (JAX dispatches asynchronously).
-In-memory training rows (`table`, see `tfapp.jax_run.device_table`) are put on the devices once: the blocks are
-then [K, batch] row indices, and each step gathers its batch on the device (no rows cross from tf.data per step).
+In-memory training rows (`table`, see `tfapp.engines.jax_engine.device_table`) are put on the devices once: the
+blocks are then [K, batch] row indices, and each step gathers its batch on the device (no rows cross from tf.data
+per step).
 Evaluation reads the split once into one chunk of batches that stays on the devices, and compiles its program
 ahead (`prepare_evaluate`, in a background thread while training runs): an evaluation is then one compiled call.
 The loop knows nothing of tasks, files or flags.
@@ -80,7 +81,7 @@ class JaxTrainer:
         # True: one jitted call per step (dispatched asynchronously, the batch indexed out of the block on the
         # device); "block": one jitted call per loop, a lax.fori_loop over the block. XLA on CPU runs
         # convolutions inside a loop ~30x slower (digits/cnn: 7 against 213 steps/s), a dense model gains from
-        # it: tfapp.jax_run.jit_rule chooses.
+        # it: tfapp.engines.jax_engine.jit_rule chooses.
         self.jit_compile = jit_compile
         self.measure_input_wait = measure_input_wait
         self.last_input_wait = self.last_input_handover = 0.0

@@ -16,7 +16,7 @@ import numpy as np
 
 from pipelines import python_source
 from tfapp import config as config_lib
-from tfapp import run as run_lib
+from tfapp import engines, training
 from tfapp import tasks
 from tfapp.tasks.task import Task
 
@@ -203,7 +203,7 @@ def fit(model, train, *, validation=None, test=None, loss=None, metrics=None, op
     loss, metrics, optimizer: default to what the model was compiled with. `main_metric` picks the kept checkpoint
         (default: the first metric, else the loss).
     steps, batch_size, model_dir, strategy, **flags: as tfapp-train's flags (`eval_every=`, `deterministic=`,
-        `jit_compile=`, `export=`, …). `backend` must be the one Keras runs on (KERAS_BACKEND), default it.
+        `xla=`, `export=`, …). `backend` must be the one Keras runs on (KERAS_BACKEND), default it.
     callbacks: Keras callbacks (EarlyStopping, your own).
     """
     backend = backend or keras.backend.backend()
@@ -219,10 +219,10 @@ def fit(model, train, *, validation=None, test=None, loss=None, metrics=None, op
         data = f"memory:{task.name}"
     config = config_lib.Config(task=task.name, model=MODEL, data=data, train_steps=steps, batch_size=batch_size,
                                model_dir=model_dir, backend=backend, strategy=strategy, **flags).resolved()
-    experiment = run_lib.prepare(config)
+    experiment = engines.get(config.backend).prepare(config)
     if experiment.resumed_from:
         print(f"resuming from {experiment.resumed_from}", flush=True)
-    report = run_lib.train(experiment, callbacks=callbacks)
+    report = training.train(experiment, callbacks=callbacks)
     if report.get("status") == "interrupted":  # SIGTERM / SIGINT: a checkpoint is saved; the same call resumes
         print(f"{report['signal']}: stopped at step {report['steps']} after saving a checkpoint; call tfapp.fit "
               f"again with model_dir={report['model_dir']!r} to resume", flush=True)

@@ -15,9 +15,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-import pipelines
 import strategies
-from tfapp import flops
 from tfapp.config import PRECISIONS
 
 CSV_HEADER = ("step", "split", "metric", "value")
@@ -125,24 +123,6 @@ def write_json(path, content):
         f.write(json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
-def _flops_per_step(experiment):
-    """Profiler FLOPs of forward + backward on one replica's batch, times replicas (see tfapp.flops)."""
-    config, task, strategy = experiment.config, experiment.task, experiment.strategy
-    replicas = strategy.num_replicas_in_sync
-    context = tf.distribute.InputContext(num_replicas_in_sync=replicas)
-    features_spec, labels_spec = pipelines.train_dataset(
-        experiment.source.splits["train"], task.preprocessor(experiment.source.spec), config.batch_size, config.seed,
-        context, vectorized=task.vectorized_preprocess).element_spec
-    return flops.cached_step_flops(experiment.model, task.loss(), features_spec, labels_spec, replicas)
-
-
-def step_flops(experiment):
-    """{"flops_per_step", "flops_method"} of the run's model and strategy on the TensorFlow engine."""
-    return {"flops_per_step": _flops_per_step(experiment),
-            "flops_method": "tf.compat.v1.profiler float_operation of the forward+backward graph x replicas "
-                            "(optimizer not counted)"}
-
-
 def peak_of_devices(experiment, device_peak):
     """{"peak", "peak_method"}: `device_peak(dtype, device_kind, device_key)` of one device in the run's compute
     dtype, times the accelerators (each its own device); a CPU counts once, whatever its logical devices."""
@@ -153,11 +133,6 @@ def peak_of_devices(experiment, device_peak):
     devices = experiment.strategy.devices if hasattr(experiment.strategy, "devices") else None
     count = 1 if found is None else len(devices) if devices else experiment.strategy.num_replicas_in_sync
     return {"peak": per_device * count, "peak_method": f"{method}, x {count} device(s)"}
-
-
-def _jax_version():
-    import jax
-    return jax.__version__
 
 
 def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, export_path, wall_time, flops):
@@ -215,7 +190,6 @@ def build_report(experiment, trainer, outcome, steps_per_loop, autotune_record, 
         "mfu": achieved / peak if achieved else None,
         "backend": experiment.engine,
         "tf_version": tf.__version__,
-        "jax_version": _jax_version() if experiment.engine == "jax" else None,
         "keras_version": keras.__version__,
         "device": device,
         "num_examples": dict(experiment.source.num_examples),

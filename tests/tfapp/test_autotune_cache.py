@@ -82,7 +82,7 @@ def test_corrupt_cache_is_rewritten_stale_entries_and_measure_measure_again(tmp_
     entry["steps_per_second"] *= 100
     local_cache.write_json(path, entry)
     slow, _ = _run(tmp_path, "e", train_steps=1200, eval_every=600)
-    assert slow["autotune"]["source"] == "cache" and slow["autotune"]["stale"] is True
+    assert slow["autotune"]["source"] == "cache" and slow["autotune"]["stale"] is True, slow["autotune"]
     assert local_cache.read_json(path)["stale"] is True
     assert _run(tmp_path, "f")[0]["autotune"]["source"] == "measured"
 

@@ -81,7 +81,8 @@ def test_a_measured_peak_grows_its_matmuls_until_their_flops_stop_rising(tmp_pat
 JAX_COUNT = """
 import json, sys
 import jax, numpy as np
-from tfapp import config, jax_run, tasks
+from tfapp import config, tasks
+from tfapp.engines import jax_engine
 task = tasks.get_task("language_model")
 out = {}
 for name, batch, context in (("gpt", 16, 64), ("gpt_small", 64, 256)):
@@ -89,7 +90,7 @@ for name, batch, context in (("gpt", 16, 64), ("gpt_small", 64, 256)):
     spec = {"sequence_length": context, "vocabulary_size": 66}
     model = task.models[name](run_config, spec)
     batch_spec = (jax.ShapeDtypeStruct((batch, context), np.int32),) * 2
-    out[name] = [jax_run.count_loss_gradient_flops(model, task.loss(), batch, batch_spec),
+    out[name] = [jax_engine.count_loss_gradient_flops(model, task.loss(), batch, batch_spec),
                  task.reference_flops(model, spec, run_config)]
 print(json.dumps(out))
 """

@@ -26,6 +26,7 @@ OWN_FLAGS = ("grid", "parallel", "sweep_dir")
 
 def define_flags():
     tfapp_flags.define_flags()
+    tf_logs.define_flag()  # --verbose
     flags.DEFINE_string("grid", None, "Flags to vary: 'FLAG=V1,V2;FLAG2=V3,V4' (cartesian product).")
     flags.DEFINE_integer("parallel", 1, "Runs at a time (at most the number of CPU cores).")
     flags.DEFINE_string("sweep_dir", None, "Where the runs go; default sweeps/<task>-<YYYYmmdd-HHMMSS>.")

@@ -127,6 +127,7 @@ def main(argv):
 
 def run():
     tfapp_flags.define_flags()
+    tf_logs.define_flag()  # --verbose
     leave.run(main)  # absl's app.run, then an exit without the seconds of interpreter teardown
 
 

@@ -1,15 +1,16 @@
-"""`--backend=jax`: what `tfapp.run` needs of the JAX engine: devices, data as blocks, the trainer, FLOPs, export.
+"""The JAX engine (`--backend=jax`): devices and meshes (strategies.jax_mesh), data as blocks, `tfapp.jax_loop`'s
+trainer, FLOPs from the lowered program, the SavedModel written in-process. Implements `tfapp.engines.Engine`.
 
     tfapp-train --backend=jax --task=digits --model=mlp            # tfapp-train sets KERAS_BACKEND=jax itself
     XLA_FLAGS=--xla_force_host_platform_device_count=2 tfapp-train --backend=jax   # two CPU "devices"
 
 For TPU VMs whose TensorFlow has no TPU runtime (free Colab TPUs) and for TPU pods: JAX drives the devices,
 TensorFlow only runs the tf.data pipeline on the host. `prepare(config)` builds the same `experiment.Experiment` as the
-TensorFlow path (same task, pipeline, model and optimizer code; `engine="jax"`), so `run.train` and
+TensorFlow engine (same task, pipeline, model and optimizer code; `engine="jax"`), so `tfapp.training.train` and
 `tfapp.host_loop` drive it unchanged: progress, evaluation, checkpoints (`tfapp.jax_checkpoints`), signals, the NaN
-policy, callbacks, autotune of the loop size, FLOPs/MFU and the report. The train iterator yields blocks of K
-batches (`tfapp.jax_loop`); several hosts each read their shard (`strategies.jax_mesh`). The SavedModel is written in
-the training process (`tfapp.jax_export`: the task's signatures around a jax2tf-converted model); with --tflite or
+policy, callbacks, the loop size, FLOPs/MFU and the report. The train iterator yields blocks of K batches
+(`tfapp.jax_loop`); several hosts each read their shard (`strategies.jax_mesh`). The SavedModel is written in the
+training process (`tfapp.jax_export`: the task's signatures around a jax2tf-converted model); with --tflite or
 several processes, `tfapp-export` writes it in a TensorFlow-backend process that restores the last checkpoint.
 """
 import dataclasses
@@ -31,6 +32,7 @@ from tfapp import autotune, checkpoints, compile_cache, experiment, flops, jax_c
 from tfapp import tasks
 from tfapp.config import ConfigError
 
+NAME = "jax"
 DEVICE_TABLE_BYTES = 256 * 2**20  # in-memory training rows up to this size live on the devices (see device_table)
 
 def block_size(element_spec):
@@ -111,10 +113,12 @@ def prepare(config):
     if devices.is_chief:
         checkpoints.check_writable(model_dir)
     start_step = checkpoints.batches_done(optimizer)
-    return experiment.Experiment(config, task, devices, source, model, optimizer, make_train_data(start_step), eval_data,
-                          devices.is_chief, make_train_data, resumed_from, block, startup, eval_steps, engine="jax",
-                          train_table=table, precision=precision_record,
-                          make_test_data=lambda: make_eval_data("test"))
+    return experiment.Experiment(
+        config=config, task=task, strategy=devices, source=source, model=model, optimizer=optimizer,
+        train_data=make_train_data(start_step), eval_data=eval_data, is_chief=devices.is_chief,
+        make_train_data=make_train_data, resumed_from=resumed_from, block=block, startup=startup,
+        eval_steps=eval_steps, engine=NAME, train_table=table, precision=precision_record,
+        make_test_data=lambda: make_eval_data("test"))
 
 
 def device_table(arrays, preprocess, augment):
@@ -149,11 +153,12 @@ def jit_rule(choice, model, platform):
     return "block", "rule: one jitted call per loop (a lax.fori_loop over the block's batches)"
 
 
-def choose_trainer(experiment):
+def choose_trainer(experiment, on_traced=None):
     """(JaxTrainer, steps per loop, the autotune record for report.json) without measuring anything: the XLA
     setting by `jit_rule`, the loop size from --steps_per_loop, else fixed at 16 where every run or process must
     loop alike (--deterministic, several processes), else from the run's own first loops
-    (autotune.LoopSizeFromSpeed)."""
+    (autotune.LoopSizeFromSpeed). `on_traced` is not used: the run's background work starts after the first loop
+    (the program is compiled ahead, in the first call)."""
     config = experiment.config
     jit, reason = jit_rule(config.jit_compile, experiment.model, experiment.strategy.devices[0].platform)
     if config.steps_per_loop != "auto":
@@ -269,27 +274,43 @@ def exports_in_process(experiment):
     return not experiment.config.tflite and jax.process_count() == 1
 
 
-def prepare_export(experiment):
-    """tfapp.jax_export.PreparedExport of the run's model and its task's signatures (for a background thread)."""
-    from tfapp import jax_export
-    return jax_export.PreparedExport(experiment.model, experiment.task.serving, experiment.source.spec)
+def export_preparer(experiment):
+    """tfapp.jax_export.PreparedExport of the run's model and its task's signatures (for a background thread), where
+    the chief exports in-process; else None."""
+    if not (experiment.config.export and experiment.is_chief and exports_in_process(experiment)):
+        return None
+
+    def prepare():
+        from tfapp import jax_export
+        return jax_export.PreparedExport(experiment.model, experiment.task.serving, experiment.source.spec)
+    return prepare
 
 
-def export(experiment, prepared, model_dir):
-    """(export path, tflite path or None): written in-process from `prepared` (a future of prepare_export), else
-    by `tfapp-export` in a TensorFlow-backend process that restores the run's last checkpoint."""
+def write_export(experiment, prepared, write_dir):
+    """(export path, tflite path or None): written in-process from `prepared` (a future of export_preparer's
+    function), else by `tfapp-export` in a TensorFlow-backend process that restores the run's last checkpoint;
+    (None, None) on workers but the chief or without --export."""
+    if not (experiment.config.export and experiment.is_chief):
+        return None, None
     if prepared is not None:
         try:
-            return prepared.result().write(experiment.model, report.join(model_dir, "export")), None
+            return prepared.result().write(experiment.model, report.join(write_dir, "export")), None
         except Exception as error:  # noqa: BLE001 - jax2tf lacks a conversion: the TensorFlow process still exports
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
             print(f"tfapp-train: warning: in-process export failed ({type(error).__name__}: {reason}); "
                   "exporting in a TensorFlow process instead", file=sys.stderr)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-    command = [sys.executable, "-m", "tfapp.cli.export", f"--model_dir={model_dir}"]
+    command = [sys.executable, "-m", "tfapp.cli.export", f"--write_dir={write_dir}"]
     out = subprocess.run(command + (["--tflite"] if experiment.config.tflite else []), env=env,
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"export after the JAX run failed: {(out.stderr.strip().splitlines() or [''])[-1]}")
     paths = out.stdout.strip().splitlines()[-1].removeprefix("exported ").split(" and ")
     return paths[0], paths[1] if len(paths) > 1 else None
+
+
+def report_extras(experiment):
+    """report.json's JAX keys: the version, model parallelism, the training rows kept on the devices (bytes)."""
+    table = experiment.train_table
+    return {"jax_version": jax.__version__, "model_parallel": sharding_report(experiment),
+            "rows_on_devices_bytes": sum(leaf.nbytes for leaf in tf.nest.flatten(table)) if table else None}
