@@ -80,8 +80,8 @@ class JaxTrainer:
             raise ValueError(f"jit_compile={jit_compile!r}: expected True (a jitted call per step) or 'block'")
         # True: one jitted call per step (dispatched asynchronously, the batch indexed out of the block on the
         # device); "block": one jitted call per loop, a lax.fori_loop over the block. XLA on CPU runs
-        # convolutions inside a loop ~30x slower (digits/cnn: 7 against 213 steps/s), a dense model gains from
-        # it: tfapp.engines.jax_engine.jit_rule chooses.
+        # convolutions inside a loop far slower, a dense model gains from it (docs/performance.md#jax):
+        # tfapp.engines.jax_engine.jit_rule chooses.
         self.jit_compile = jit_compile
         self.measure_input_wait = measure_input_wait
         self.last_input_wait = self.last_input_handover = 0.0

@@ -7,19 +7,21 @@ traced without autograph); `n` is a tensor, so a shorter last loop does not retr
 averages the per-example loss over the *global* batch (`tf.nn.compute_average_loss`), so the gradients summed
 across replicas by the optimizer equal the single-device gradient. Metrics are Keras metrics with on-read
 variables: reading them sums over replicas.
-Three input paths: *block* (one replica, in-memory arrays: one next() per K batches, sliced per step from
-variables), *overlap* (one replica otherwise: the next batch is fetched while the step runs) and *plain* (several
-replicas: next() then step). All three give the same batches in the same order; call `reset_input()` whenever a
-new iterator starts. XLA: `jit_compile=True` compiles the per-replica step; `jit_compile="block"` (block path
+Three input paths, each a feeder of its own (`tfapp.feeders`): *block* (one replica, in-memory arrays: one next()
+per K batches, sliced per step from variables), *overlap* (one replica otherwise: the next batch is fetched while
+the step runs) and *plain* (several replicas: next() then step). All three give the same batches in the same
+order; call `reset_input()` whenever a new iterator starts. XLA: `jit_compile=True` compiles the per-replica step; `jit_compile="block"` (block path
 only, else it means True) compiles all the steps a block has left into one XLA program, a while loop slicing its
-batches out of the block: on the benchmark MLP that removes ~85 µs of XLA launch per ~0.5 ms step, but XLA on
-this CPU runs convolutions inside a while loop ~35× slower, so autotune measures it like any other candidate.
+batches out of the block (the launch per step goes; XLA inside a while loop is slower for some models, e.g.
+convolutions on a CPU: docs/performance.md), so autotune measures it like any other candidate.
 The loop knows nothing of tasks, files or flags.
 """
 import threading
 
 import keras
 import tensorflow as tf
+
+from tfapp import feeders
 
 
 def _results(loss_metric, metrics):
@@ -42,17 +44,13 @@ class Trainer:
         # tf.timestamp is refused under op determinism: then input wait is not measured (reported as None).
         self.measure_input_wait = measure_input_wait
         self.last_input_wait = self.last_input_handover = 0.0
-        # block=K: the iterator yields blocks of K batches ([K, batch, ...]); one next() per K steps, the block
-        # kept in variables and sliced per step (one replica only). The position survives between calls.
+        # block=K: the iterator yields blocks of K batches ([K, batch, ...]) (one replica only); overlap_input
+        # (default: one replica, no blocks): the next batch fetched while the step runs. See tfapp.feeders.
         self.block = block
-        self._position = tf.Variable(0, dtype=tf.int32, trainable=False) if block else None
-        self._block_variables = None
-        # overlap_input (default: one replica, no blocks): the next batch is fetched while the step runs and kept
-        # in variables between calls, so next()'s latency (0.1-0.6 ms here) leaves the critical path.
         if overlap_input is None:
             overlap_input = not block and strategy.num_replicas_in_sync == 1
-        self.overlap_input = overlap_input
-        self._pending, self._pending_valid = None, False
+        self.feeder = (feeders.BlockFeeder(block, measure_input_wait) if block else
+                       feeders.OverlapFeeder(measure_input_wait) if overlap_input else feeders.PlainFeeder())
         with strategy.scope():
             self.train_loss = keras.metrics.Mean(name="loss")
             self.eval_loss = keras.metrics.Mean(name="loss")
@@ -66,16 +64,15 @@ class Trainer:
         # XLA applies to the per-replica step, or with blocks to the steps over one block; the loop around it that
         # calls next() stays a plain tf.function (iterators do not compile).
         # The step and the loop are written without autograph (tensor control flow is tf.while_loop / tf.cond):
-        # converting them was about half of the first loop's trace (digits/cnn: 2.1-2.5 s -> 0.9-1.3 s, 2-core CPU). The
-        # XLA block loop and the evaluation loops (traced in the background) keep autograph.
+        # converting them was about half of the first loop's trace. The XLA block loop and the evaluation loops
+        # (traced in the background) keep autograph.
         self._step = (tf.function(self._replica_step, jit_compile=True, autograph=False) if self.jit_compile
                       else self._replica_step)
         self._block_steps = (tf.function(self._block_steps_fn, jit_compile=True) if self.jit_compile == "block"
                              else None)
         self._train_loop = (tf.function(self._compiled_block_loop_fn) if self._block_steps is not None
                             else tf.function(self._train_loop_fn, autograph=False))
-        # Under XLA the forward pass compiles too (the language model's: 21 against 41 ms per batch, 2-core CPU);
-        # eval batches are padded to one shape, so it compiles once.
+        # Under XLA the forward pass compiles too (eval batches are padded to one shape, so it compiles once).
         self._eval_step_fn = (tf.function(self._eval_step, jit_compile=True, autograph=False) if self.jit_compile
                               else self._eval_step)
         self._eval_loop = tf.function(self._eval_loop_fn)
@@ -102,47 +99,10 @@ class Trainer:
             metric.update_state(labels, predictions)
         return loss
 
-    def _timed_next(self, iterator):
-        """(next(iterator), seconds blocked in it): the time the input pipeline kept the loop waiting."""
-        if not self.measure_input_wait:
-            return next(iterator), tf.constant(0.0, tf.float64)
-        start = tf.timestamp()
-        with tf.control_dependencies([start]):
-            batch = next(iterator)
-        with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
-            return batch, tf.timestamp() - start
-
-    def _next_batch(self, iterator):
-        """(batch, seconds blocked in next(), or None when that is the whole hand-over). Block mode: a next()
-        every `block` steps, else a slice."""
-        if not self.block:
-            return next(iterator), None
-
-        def fetch():
-            block, wait = self._timed_next(iterator)
-            stored = [variable.assign(group) for variable, group in zip(self._block_variables, self._grouped(block))]
-            with tf.control_dependencies(stored):
-                return tf.identity(wait)
-
-        wait = tf.cond(tf.equal(self._position, 0), fetch, lambda: tf.constant(0.0, tf.float64))
-        batch = self._block_batch(self._block_variables, self._position)  # reads after the cond's stores
-        self._position.assign((self._position + 1) % self.block)
-        return batch, wait
-
-    def _grouped(self, block):
-        """The block's leaves stacked per (dtype, shape) group on axis 1 (a lone leaf only gains an axis)."""
-        leaves = tf.nest.flatten(block)
-        return [tf.expand_dims(leaves[members[0]], 1) if len(members) == 1 else
-                tf.stack([leaves[i] for i in members], axis=1) for members in self._block_groups]
-
-    def _block_batch(self, groups, index):
-        """Batch `index` of a block held as grouped tensors or variables."""
-        leaves = [None] * len(tf.nest.flatten(self._block_spec))
-        for group, members in zip(groups, self._block_groups):
-            # gather, not group[index]: XLA compiles a strided slice again for every start it sees.
-            for i, value in zip(members, tf.unstack(tf.gather(group, index), num=len(members))):
-                leaves[i] = value
-        return tf.nest.pack_sequence_as(self._block_spec, leaves)
+    @property
+    def overlap_input(self):
+        """Whether the next batch is fetched while the step runs (tfapp.feeders.OverlapFeeder)."""
+        return self.feeder.overlaps
 
     def _block_steps_fn(self, groups, start, count):
         """XLA: `count` steps on batches start, start+1, … of a block."""
@@ -150,7 +110,7 @@ class Trainer:
         # and compile again for every count.
         i = tf.constant(0)
         while i < count:
-            self._replica_step(*self._block_batch(groups, start + i))
+            self._replica_step(*self.feeder.batch_of(groups, start + i))
             i += 1
 
     def _compiled_block_loop_fn(self, iterator, num_steps):
@@ -158,36 +118,24 @@ class Trainer:
         steps left in it. A block used up within this call goes straight from next() to XLA; only a block
         that a later call continues is stored in the variables. Wait and hand-over are both the time blocked in
         next(): slicing is inside XLA."""
+        feeder, position = self.feeder, self.feeder.position
         times = tf.zeros([2], tf.float64)
         done = tf.constant(0)
         while done < num_steps:
-            count = tf.minimum(self.block - self._position, num_steps - done)
-            if self._position == 0:
-                block, wait = self._timed_next(iterator)
-                groups = self._grouped(block)
+            count = tf.minimum(self.block - position, num_steps - done)
+            if position == 0:
+                block, wait = feeders.timed_next(iterator, self.measure_input_wait)
+                groups = feeder.grouped(block)
                 if count < self.block:
-                    for variable, group in zip(self._block_variables, groups):
-                        variable.assign(group)
+                    feeder.store(groups)
             else:
                 wait = tf.constant(0.0, tf.float64)
-                groups = [variable.read_value() for variable in self._block_variables]
-            self.strategy.run(self._block_steps, args=(groups, self._position.read_value(), count))
-            self._position.assign((self._position + count) % self.block)
+                groups = feeder.stored()
+            self.strategy.run(self._block_steps, args=(groups, position.read_value(), count))
+            position.assign((position + count) % self.block)
             done += count
             times += tf.stack([wait, wait])
         return times
-
-    def _make_block_variables(self, spec):
-        """One variable per (dtype, shape) group of the block's leaves, stacked on axis 1: a 10-column table is
-        sliced with one read, one slice and one unstack per step instead of ten of each."""
-        self._block_spec = spec
-        specs, groups = tf.nest.flatten(spec), {}
-        for i, leaf in enumerate(specs):
-            groups.setdefault((leaf.dtype, tuple(leaf.shape)), []).append(i)
-        self._block_groups = list(groups.values())
-        self._block_variables = [
-            tf.Variable(tf.zeros([self.block, len(members), *specs[members[0]].shape[1:]], specs[members[0]].dtype),
-                        trainable=False) for members in self._block_groups]
 
     def learning_rate(self):
         """The learning rate of the next update."""
@@ -201,36 +149,7 @@ class Trainer:
 
     def reset_input(self):
         """A new iterator starts at a block boundary, with nothing fetched ahead."""
-        if self.block:
-            self._position.assign(0)
-        self._pending_valid = False
-
-    def _fetch_ahead(self, iterator):
-        """Eagerly, before a call: the first batch of a new iterator into the pending variables."""
-        leaves = tf.nest.flatten(next(iterator))
-        if self._pending is None:
-            self._pending = [tf.Variable(leaf, trainable=False) for leaf in leaves]
-        else:
-            for variable, leaf in zip(self._pending, leaves):
-                variable.assign(leaf)
-        self._pending_valid = True
-
-    def _overlapped_step(self, iterator):
-        """Runs the step on the pending batch while next() fetches the following one into the pending
-        variables; returns the seconds the fetch outlasted the step (the loop waited for input)."""
-        batch = tf.nest.pack_sequence_as(self._pending_spec, [variable.read_value() for variable in self._pending])
-        with tf.control_dependencies(tf.nest.flatten(batch)):
-            upcoming = tf.nest.flatten(next(iterator))
-        stored = [variable.assign(leaf) for variable, leaf in zip(self._pending, upcoming)]
-        loss = self.strategy.run(self._step, args=batch)
-        if not self.measure_input_wait:
-            return tf.constant(0.0, tf.float64)
-        # The step's timestamp first: timestamps may run in program order, and then the fetch's is never earlier.
-        with tf.control_dependencies([loss]):
-            step_done = tf.timestamp()
-        with tf.control_dependencies(stored):
-            fetch_done = tf.timestamp()
-        return tf.maximum(fetch_done - step_done, 0.0)
+        self.feeder.reset()
 
     def _train_loop_fn(self, iterator, num_steps):
         """Returns [seconds blocked in next(iterator), seconds from asking for a batch to having it], summed over
@@ -238,19 +157,19 @@ class Trainer:
         branches below are on the trainer's fixed settings, the loop over steps is a tf.while_loop."""
 
         def one_step(i, times):
-            if self.overlap_input:
-                wait = self._overlapped_step(iterator)
+            if self.feeder.overlaps:
+                wait = self.feeder.overlapped_step(iterator, lambda batch: self.strategy.run(self._step, args=batch))
                 times += tf.stack([wait, wait])
             elif self.measure_input_wait:
                 start = tf.timestamp()
                 with tf.control_dependencies([start]):
-                    batch, wait = self._next_batch(iterator)
+                    batch, wait = self.feeder.next_batch(iterator)
                 with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
                     handover = tf.timestamp() - start
                     times += tf.stack([handover if wait is None else wait, handover])
                 self.strategy.run(self._step, args=batch)
             else:
-                batch, _ = self._next_batch(iterator)
+                batch, _ = self.feeder.next_batch(iterator)
                 self.strategy.run(self._step, args=batch)
             return i + 1, times
 
@@ -278,13 +197,9 @@ class Trainer:
         `self.last_input_handover` the seconds from asking for each batch to having it (wait + block slicing)."""
         for metric in [self.train_loss, *self.train_metrics]:
             metric.reset_state()
-        if self.block and self._block_variables is None:
-            self._make_block_variables(iterator.element_spec)
-        if self.overlap_input and self._pending is None:
-            self._pending_spec = iterator.element_spec  # composite batches (ragged, sparse) are not held ahead
-            self.overlap_input = all(isinstance(s, tf.TensorSpec) for s in tf.nest.flatten(self._pending_spec))
-        if self.overlap_input and not self._pending_valid:
-            self._fetch_ahead(iterator)
+        if self.feeder.overlaps and not feeders.OverlapFeeder.can_hold(iterator.element_spec):
+            self.feeder = feeders.PlainFeeder()  # composite batches (ragged, sparse) are not held ahead
+        self.feeder.start(iterator)
         steps = tf.constant(num_steps, tf.int32)
         if self.on_traced is not None:
             self._train_loop.get_concrete_function(iterator, steps)
@@ -301,7 +216,7 @@ class Trainer:
 
     def prepare_evaluate(self, dataset, steps=None):
         """Traces the evaluation function ahead (for a background thread while training runs: the first
-        evaluation then finds it traced; digits/cnn ~0.4 s on a 2-core CPU). Runs nothing."""
+        evaluation then finds it traced). Runs nothing."""
         if steps is None:
             self._eval_loop.get_concrete_function(dataset)
         else:
@@ -309,8 +224,8 @@ class Trainer:
 
     def evaluate(self, dataset, steps=None):
         """One pass over a distributed eval dataset of (features, label, weight); weighted loss and metrics.
-        `steps`: the dataset repeats and one pass is this many batches: one iterator serves every evaluation
-        (digits/mlp: 24.3 ms per evaluation with a new iterator each time, 1.3 ms with one)."""
+        `steps`: the dataset repeats and one pass is this many batches: one iterator serves every evaluation (a new
+        iterator per evaluation cost ~20x: docs/performance.md)."""
         for metric in [self.eval_loss, *self.eval_metrics]:
             metric.reset_state()
         if steps is None:

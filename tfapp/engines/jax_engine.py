@@ -127,8 +127,8 @@ def device_table(arrays, preprocess, augment):
     pipeline), several processes (each host reads its own shard), or rows over DEVICE_TABLE_BYTES."""
     if arrays is None or augment is not None or jax.process_count() > 1:
         return None
-    # The size from a sample first: the language model's windows of every position would be ~0.5 GB (1.7 s to
-    # compute and throw away).
+    # The size from a sample first: the language model's windows of every position would be ~0.5 GB, computed and
+    # thrown away at every start (docs/performance.md#accelerator).
     count, sample = len(arrays["y"]), 64
     rows = pipelines.preprocess_rows(tf.nest.map_structure(lambda a: np.asarray(a)[:sample], arrays), preprocess)
     if sum(leaf.nbytes for leaf in tf.nest.flatten(rows)) * count / min(count, sample) > DEVICE_TABLE_BYTES:
@@ -143,9 +143,9 @@ def _has_convolutions(model):
 
 def jit_rule(choice, model, platform):
     """(the JAX loop's setting for `--jit_compile=choice`, why): one jitted call per loop ("block": a
-    lax.fori_loop over the block's batches), except for convolutions on a CPU, which XLA runs ~30x slower inside a
-    loop (digits/cnn: 7 against 213 steps/s; digits/mlp: per block ~6,000, per step ~4,200): one jitted call per
-    step (True). Every step is compiled either way, so nothing is measured: the program compiles once per run."""
+    lax.fori_loop over the block's batches), except for convolutions on a CPU, which XLA runs several times slower
+    inside a loop (docs/performance.md#jax): one jitted call per step (True). Every step is compiled either way, so
+    nothing is measured: the program compiles once per run."""
     if choice in ("true", "block"):
         return {"true": True, "block": "block"}[choice], "set by --jit_compile"
     if platform == "cpu" and _has_convolutions(model):
@@ -185,8 +185,8 @@ def make_trainer(experiment, jit_compile):
 def count_loss_gradient_flops(model, loss_fn, global_batch_size, batch):
     """XLA's cost analysis of the *lowered* (not compiled) forward + backward pass of `model` on `batch`
     ((features, labels) as jax.ShapeDtypeStructs): a count of the program, the same on every backend (a compiled
-    GPU program hides its cuBLAS/cuDNN calls from the analysis: 245 against ~1,200 GFLOP per gpt_small step on an
-    H200). The optimizer is not counted, as on TensorFlow."""
+    GPU program hides its cuBLAS/cuDNN calls from the analysis: docs/performance.md#accelerator). The optimizer is
+    not counted, as on TensorFlow."""
     def loss(trainable, non_trainable, features, labels):
         predictions, _ = model.stateless_call(trainable, non_trainable, features,
                                              **jax_loop.training_kwargs(model, True))
