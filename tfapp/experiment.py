@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import functools
 import re
+import threading
 import time
 from typing import Any
 
@@ -31,7 +32,7 @@ class Experiment:
     model: Any
     optimizer: Any
     train_data: Any
-    eval_data: Any
+    eval_data: Any                # the validation split's dataset, or a function building it (see validation_data)
     is_chief: bool
     make_train_data: Any = None   # skip_steps -> distributed training dataset resuming at that step
     resumed_from: Any = None      # checkpoint path the run continues from, or None
@@ -42,6 +43,16 @@ class Experiment:
     train_table: Any = None       # JAX: preprocessed training rows kept on the devices (train_data: row indices)
     precision: Any = None         # --mixed_precision=auto: the choice and why (tfapp.precision), for report.json
     make_test_data: Any = None    # () -> (test dataset, batches in one pass): built and read once, at the end
+    _lock: Any = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def validation_data(self):
+        """The validation split's dataset; an engine may hand a function instead, built here on first use (in the
+        run's background thread, while training runs: tracing a pipeline's map functions takes a few tenths of a
+        second of start-up otherwise)."""
+        with self._lock:
+            if callable(self.eval_data):  # datasets are not
+                self.eval_data = self.eval_data()
+            return self.eval_data
 
     def checkpoint_manager(self, write_dir, trainer):
         """save / latest_checkpoint / restore of the model, optimizer and RNG state, for this engine."""

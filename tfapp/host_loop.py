@@ -263,7 +263,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
             callback_list.on_train_batch_end(step, logs=train_values)
             if step % config.eval_every == 0 or step == config.train_steps:
                 eval_start = time.perf_counter()
-                outcome.eval_metrics = trainer.evaluate(experiment.eval_data, experiment.eval_steps)
+                outcome.eval_metrics = trainer.evaluate(experiment.validation_data(), experiment.eval_steps)
                 outcome.eval_seconds += time.perf_counter() - eval_start
                 run_log.log(step, "validation", outcome.eval_metrics)
                 _record_validation(experiment, manager, outcome, step)
@@ -291,7 +291,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
     trainer.sync_to_model()  # the model's variables hold the trained weights (export, whole-test-set metrics)
     if not outcome.eval_metrics and not outcome.stopped_by_signal:
         # Resumed at the last step (or no evaluation fell inside this session): the last validation still counts.
-        outcome.eval_metrics = trainer.evaluate(experiment.eval_data, experiment.eval_steps)
+        outcome.eval_metrics = trainer.evaluate(experiment.validation_data(), experiment.eval_steps)
         if outcome.best_step is None:
             _record_validation(experiment, manager, outcome, step)
     progress.update(step, finalize=True)

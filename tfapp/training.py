@@ -58,7 +58,7 @@ def train(experiment, start_time=None, callbacks=()):
         if "flops" in futures:
             return
         if hasattr(trainer, "prepare_evaluate"):  # the first evaluation comes soonest (if it fails, evaluate traces)
-            shadow.submit(trainer.prepare_evaluate, experiment.eval_data, experiment.eval_steps)
+            shadow.submit(lambda: trainer.prepare_evaluate(experiment.validation_data(), experiment.eval_steps))
         futures["flops"] = shadow.submit(engine.step_flops, experiment, trainer)
         prepare_export = engine.export_preparer(experiment)
         if prepare_export:

@@ -235,11 +235,11 @@ def test_an_evaluation_traced_ahead_in_another_thread_is_used_as_is(tmp_path):
                             config.batch_size)
 
     prepared, plain = trainer(), trainer()
-    thread = threading.Thread(target=prepared.prepare_evaluate, args=(experiment.eval_data, experiment.eval_steps))
+    thread = threading.Thread(target=prepared.prepare_evaluate, args=(experiment.validation_data(), experiment.eval_steps))
     thread.start()
     thread.join()
     assert prepared._eval_steps.experimental_get_tracing_count() == 1
     iterator = prepared._eval_iterator
-    results = prepared.evaluate(experiment.eval_data, experiment.eval_steps)
+    results = prepared.evaluate(experiment.validation_data(), experiment.eval_steps)
     assert prepared._eval_steps.experimental_get_tracing_count() == 1 and prepared._eval_iterator is iterator
-    assert results == plain.evaluate(experiment.eval_data, experiment.eval_steps)
+    assert results == plain.evaluate(experiment.validation_data(), experiment.eval_steps)

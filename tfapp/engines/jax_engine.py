@@ -78,14 +78,20 @@ def prepare(config):
             return dataset
         return dataset.batch(block_size(dataset.element_spec), drop_remainder=True).prefetch(2)
 
+    def eval_steps_of(split):
+        return pipelines.eval_steps(source.num_examples[split], config.batch_size, context.num_input_pipelines)
+
     def make_eval_data(split):
         """(the split's repeating (features, label, weight) batches, batches per pass)."""
         return (pipelines.eval_dataset(source.splits[split], preprocess, config.batch_size, source.num_examples[split],
                                        context, vectorized=task.vectorized_preprocess, repeat=True),
-                pipelines.eval_steps(source.num_examples[split], config.batch_size, context.num_input_pipelines))
+                eval_steps_of(split))
 
-    eval_data, eval_steps = make_eval_data("validation")
-    block = int(tf.nest.flatten(make_train_data(0).element_spec)[0].shape[0])  # batches per block
+    # The validation dataset is built on first use, in the run's background thread (Experiment.validation_data)
+    eval_data, eval_steps = (lambda: make_eval_data("validation")[0]), eval_steps_of("validation")
+    from_start = make_train_data(0)  # built once (a tf.data pipeline traces its map functions): its spec, and the
+    # train data of a run that starts at step 0
+    block = int(tf.nest.flatten(from_start.element_spec)[0].shape[0])  # batches per block
     first = devices.devices[0]
 
     def candidate_trainer(candidate):  # --mixed_precision=auto: a model in one precision, as the run would train it
@@ -115,7 +121,7 @@ def prepare(config):
     start_step = checkpoints.batches_done(optimizer)
     return experiment.Experiment(
         config=config, task=task, strategy=devices, source=source, model=model, optimizer=optimizer,
-        train_data=make_train_data(start_step), eval_data=eval_data, is_chief=devices.is_chief,
+        train_data=from_start if start_step == 0 else make_train_data(start_step), eval_data=eval_data, is_chief=devices.is_chief,
         make_train_data=make_train_data, resumed_from=resumed_from, block=block, startup=startup,
         eval_steps=eval_steps, engine=NAME, train_table=table, precision=precision_record,
         make_test_data=lambda: make_eval_data("test"))
