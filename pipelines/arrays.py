@@ -1,4 +1,5 @@
-"""In-memory arrays -> `Source`: a seeded train/test split of `x, y` arrays, as tf.data of {"x", "y"} dicts.
+"""In-memory arrays -> `Source`: a seeded train/test split of `x, y` arrays, as tf.data of {"x", "y"} dicts
+(and "sample_weight", for splits given as `(x, y, sample_weight)`).
 
     python -c "import numpy as np, pipelines.arrays as a; print(a.from_arrays('toy', np.zeros((10, 3)), np.arange(10)))"
 
@@ -42,12 +43,24 @@ def _spec(x, y):
     return spec
 
 
+def _columns(parts):
+    """{"x", "y"} (and "sample_weight" when `parts` has a third array) of one split's (x, y[, sample_weight])."""
+    columns = {"x": parts[0], "y": parts[1]}
+    if len(parts) == 3:
+        columns["sample_weight"] = np.asarray(parts[2], np.float32)
+    return columns
+
+
 def from_split_arrays(name, splits, spec_extra=None):
-    """`splits`: {"train": (x, y), "test": (x, y)} -> Source; checks that x and y lengths agree."""
-    for split, (x, y) in splits.items():
+    """`splits`: {"train": (x, y), "test": (x, y)} -> Source; checks that x and y lengths agree. A split may be
+    (x, y, sample_weight): its examples then carry a per-example weight for the loss and the metrics."""
+    for split, (x, y, *weight) in splits.items():
         if num_rows(x) != len(y):
             raise DataError(f"{name}: split {split!r} has {num_rows(x)} inputs but {len(y)} labels")
-    spec = _spec(*splits["train"])
+        if weight and np.shape(weight[0]) != (len(y),):
+            raise DataError(f"{name}: split {split!r} has {len(y)} labels but sample weights of shape "
+                            f"{np.shape(weight[0])} (one number per example expected)")
+    spec = _spec(*splits["train"][:2])
     x_train = splits["train"][0]
     if isinstance(x_train, dict):  # per-column train statistics, for normalisation inside models
         spec["feature_stats"] = {k: [float(np.mean(v)), float(np.var(v))] for k, v in x_train.items()
@@ -61,18 +74,19 @@ def from_split_arrays(name, splits, spec_extra=None):
     if y_train.dtype.kind in "fiu" and y_train.ndim == 1:
         spec["label_stats"] = [float(np.mean(y_train)), float(np.var(y_train))]
     if "num_classes" in spec:
-        spec["num_classes"] = int(max(np.max(y) for _, y in splits.values())) + 1
+        spec["num_classes"] = int(max(np.max(parts[1]) for parts in splits.values())) + 1
     spec.update(spec_extra or {})
 
-    def make(x, y):
-        return lambda: tf.data.Dataset.from_tensor_slices({"x": x, "y": y})
+    def make(columns):
+        return lambda: tf.data.Dataset.from_tensor_slices(columns)
 
+    columns = {split: _columns(parts) for split, parts in splits.items()}
     return Source(
         name=name,
-        splits={split: make(x, y) for split, (x, y) in splits.items()},
-        num_examples={split: len(y) for split, (_, y) in splits.items()},
+        splits={split: make(split_columns) for split, split_columns in columns.items()},
+        num_examples={split: len(parts[1]) for split, parts in splits.items()},
         spec=spec,
-        arrays={split: {"x": x, "y": y} for split, (x, y) in splits.items()},
+        arrays=columns,
     )
 
 

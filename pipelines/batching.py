@@ -70,13 +70,13 @@ def _augmented(preprocess, augment, batch=None):
     """preprocess(example) -> preprocess(example, position of its first row in the training stream) that also
     applies `augment(features, positions)`; `batch`: rows per example when the map runs on batches."""
     def apply(position, example):
-        features, label = preprocess(example)
+        features, label, *weight = preprocess(example)  # (features, label) or (features, label, sample_weight)
         if augment is None:
-            return features, label
+            return (features, label, *weight)
         if batch is None:
-            return augment(features, position), label
+            return (augment(features, position), label, *weight)
         rows = tf.shape(label, out_type=tf.int64)[0]  # a whole block of batches, or one batch
-        return augment(features, position * batch + tf.range(rows)), label
+        return (augment(features, position * batch + tf.range(rows)), label, *weight)
     return apply
 
 
@@ -150,7 +150,8 @@ def pack_columns(arrays):
 
 def train_dataset(make_split, preprocess, global_batch_size, seed, input_context=None, shuffle_buffer=10_000,
                   cache="memory", vectorized=False, arrays=None, skip_steps=0, blocks=False, augment=None):
-    """Endless, shuffled, per-replica batches of `preprocess(example)` = (features, label).
+    """Endless, shuffled, per-replica batches of `preprocess(example)` = (features, label), or (features, label,
+    sample_weight) for data with weights (the loops weigh the loss and the metrics by it).
 
     `arrays` ({"x", "y"} in memory) with a vectorized preprocess takes the gather-by-index path.
     `skip_steps`: resume the same seeded order after that many global steps; skipped batches are not
@@ -197,7 +198,8 @@ def eval_steps(num_examples, global_batch_size, num_input_pipelines=1):
 
 def eval_dataset(make_split, preprocess, global_batch_size, num_examples, input_context=None, vectorized=False,
                  repeat=False):
-    """One pass of per-replica batches of (features, label, weight); weight is 0.0 on padding examples.
+    """One pass of per-replica batches of (features, label, weight); weight is 0.0 on padding examples (times the
+    data's own sample weight, where it has one).
     `repeat`: passes end to end, forever (cached after the first), for a loop that keeps one iterator and takes
     `eval_steps(…)` batches per evaluation instead of starting an iterator each time."""
     context = _context(input_context)
@@ -212,7 +214,10 @@ def eval_dataset(make_split, preprocess, global_batch_size, num_examples, input_
     dataset = real.concatenate(filler.repeat(target - max(shard_size, 0)))
 
     def apply(example, weight):
-        return (*preprocess(example), weight)
+        features, label, *sample_weight = preprocess(example)
+        if sample_weight:  # the data's own weights, 0 on padding
+            weight = tf.cast(sample_weight[0], tf.float32) * weight
+        return features, label, weight
 
     if vectorized:
         dataset = dataset.batch(batch, drop_remainder=True).map(apply, num_parallel_calls=AUTOTUNE)

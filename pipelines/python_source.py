@@ -5,7 +5,8 @@
 The function (or `tfapp.fit`'s `train=`, `validation=`, `test=`) gives any of: a `pipelines.Source`; numpy arrays
 `(x, y)` (`x` may be a dict of columns); a dict of arrays as in an .npz file (`x, y`, or `x_train, y_train, x_test,
 y_test` and optionally `x_val, y_val`); a finite `tf.data.Dataset` of unbatched `(x, y)` examples (read into memory
-once). Float64 arrays become float32 (as Keras `fit` does). Without a test split, `test_fraction` of the train rows
+once). `(x, y, sample_weight)` (arrays, or a dataset of such examples) weighs each example in the loss and the
+metrics, as Keras `fit` does. Float64 arrays become float32 (as Keras `fit` does). Without a test split, `test_fraction` of the train rows
 is held out (seeded), as for every other source.
 """
 import importlib
@@ -46,43 +47,51 @@ def _columns(x):
 
 
 def dataset_arrays(name, dataset):
-    """(x, y) numpy arrays of a finite dataset of unbatched (x, y) examples."""
+    """(x, y) or (x, y, sample_weight) numpy arrays of a finite dataset of unbatched examples of that form."""
     if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
         raise DataError(f"{name}: the dataset repeats forever; give one pass of the examples (tfapp repeats it)")
     spec = dataset.element_spec
-    if not isinstance(spec, tuple) or len(spec) != 2:
-        raise DataError(f"{name}: expected a dataset of unbatched (x, y) examples, got elements {spec}")
+    if not isinstance(spec, tuple) or len(spec) not in (2, 3):
+        raise DataError(f"{name}: expected a dataset of unbatched (x, y) or (x, y, sample_weight) examples, got "
+                        f"elements {spec}")
     rows = list(dataset.as_numpy_iterator())
     if not rows:
         raise DataError(f"{name}: the dataset is empty")
     x = tf.nest.map_structure(lambda *leaves: np.stack(leaves), *[row[0] for row in rows])
-    return x, np.stack([row[1] for row in rows])
+    return (x, *(np.stack([row[i] for row in rows]) for i in range(1, len(spec))))
 
 
 def pair(name, value):
-    """(x, y) arrays of `value`: a tuple of arrays or a dataset of (x, y) examples."""
+    """(x, y) or (x, y, sample_weight) arrays of `value`: a tuple of arrays or a dataset of such examples."""
     if isinstance(value, tf.data.Dataset):
         value = dataset_arrays(name, value)
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise DataError(f"{name}: expected (x, y) arrays or a tf.data.Dataset of (x, y) examples, "
-                        f"got {type(value).__name__}")
+    if not isinstance(value, (tuple, list)) or len(value) not in (2, 3):
+        raise DataError(f"{name}: expected (x, y) or (x, y, sample_weight) arrays or a tf.data.Dataset of such "
+                        f"examples, got {type(value).__name__}")
     x, y = _columns(value[0]), _float32(value[1])
     if arrays.num_rows(x) != len(y):
         raise DataError(f"{name}: {arrays.num_rows(x)} inputs but {len(y)} labels")
-    return x, y
+    if len(value) == 2:
+        return x, y
+    weight = np.asarray(value[2])
+    if weight.dtype.kind not in "fiub" or weight.shape != (len(y),):
+        raise DataError(f"{name}: sample weights must be one number per example ({len(y)}), got "
+                        f"{weight.dtype} of shape {weight.shape}")
+    return x, y, weight.astype(np.float32)
 
 
 def from_parts(name, train, options, validation=None, test=None):
     """A Source of a train split (and optionally validation and test splits), each (x, y) or a dataset."""
-    x, y = pair(f"{name} train", train)
+    x, y, *weight = train_parts = pair(f"{name} train", train)
     if test is None:
         try:
             keep, held_out = arrays.split_indices(len(y), options.test_fraction, options.seed)
         except DataError as error:
             raise DataError(f"{name}: {error}") from None
-        splits = {"train": (arrays.take_rows(x, keep), y[keep]), "test": (arrays.take_rows(x, held_out), y[held_out])}
+        splits = {split: (arrays.take_rows(x, rows), y[rows], *(w[rows] for w in weight))
+                  for split, rows in (("train", keep), ("test", held_out))}
     else:
-        splits = {"train": (x, y), "test": pair(f"{name} test", test)}
+        splits = {"train": train_parts, "test": pair(f"{name} test", test)}
     if validation is not None:
         splits["validation"] = pair(f"{name} validation", validation)
     return arrays.from_split_arrays(name, splits)

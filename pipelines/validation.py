@@ -74,7 +74,8 @@ def with_validation(source, fraction, seed):
     if train_arrays is not None:
         def rows(keep):
             index = np.flatnonzero(keep)
-            return {"x": arrays_lib.take_rows(train_arrays["x"], index), "y": np.asarray(train_arrays["y"])[index]}
+            return {name: arrays_lib.take_rows(column, index) if name == "x" else np.asarray(column)[index]
+                    for name, column in train_arrays.items()}  # x, y (and sample_weight)
         new_arrays = {**source.arrays, "train": rows(~mask), "validation": rows(mask)}
 
         def make(split):

@@ -176,23 +176,26 @@ class JaxTrainer:
         return float(compiled(self._state[2][index]))
 
     # -- the compiled functions ---------------------------------------------------------------------------------
-    def _loss(self, trainable, non_trainable, features, labels):
+    def _loss(self, trainable, non_trainable, features, labels, weights):
         predictions, non_trainable, losses = self.model.stateless_call(
             trainable, non_trainable, features, return_losses=True, **training_kwargs(self.model, True))
         per_example = self.loss_fn(labels, predictions)
-        loss = jnp.sum(per_example) / self.global_batch_size  # the mean over the global batch, as on TF
+        weighted = per_example if weights is None else per_example * weights
+        loss = jnp.sum(weighted) / self.global_batch_size  # the mean over the global batch, as on TF
         if losses:
             loss = loss + sum(losses)
         return loss, (predictions, non_trainable, per_example)
 
     def _step(self, state, metric_state, batch):
         trainable, non_trainable, optimizer_values = state
-        features, labels = batch
+        features, labels, *weights = batch  # (features, labels) or with the data's sample weights
+        weights = jnp.asarray(weights[0], jnp.float32) if weights else None
         (_, (predictions, non_trainable, per_example)), gradients = jax.value_and_grad(self._loss, has_aux=True)(
-            trainable, non_trainable, features, labels)
+            trainable, non_trainable, features, labels, weights)
         trainable, optimizer_values = self.optimizer.stateless_apply(optimizer_values, gradients, trainable)
-        metric_state = [self.train_loss.stateless_update_state(metric_state[0], per_example)] + [
-            metric.stateless_update_state(values, labels, predictions)
+        weighted = {} if weights is None else {"sample_weight": weights}  # a user's metric may take none
+        metric_state = [self.train_loss.stateless_update_state(metric_state[0], per_example, **weighted)] + [
+            metric.stateless_update_state(values, labels, predictions, **weighted)
             for metric, values in zip(self.train_metrics, metric_state[1:])]
         return (trainable, non_trainable, optimizer_values), metric_state
 

@@ -83,20 +83,26 @@ class Trainer:
         self.on_traced = None
         self._eval_lock = threading.Lock()  # prepare_evaluate (a background thread) and evaluate share the iterator
 
-    def _replica_step(self, features, labels):
+    def _replica_step(self, features, labels, weights=None):
+        """One optimizer step on one replica's batch; `weights`: the data's per-example sample weights (the loss is
+        then sum(loss × weight) / global batch, as Keras `fit` computes it; metrics are weighted means)."""
+        if weights is not None:
+            weights = tf.cast(weights, tf.float32)
         with tf.GradientTape() as tape:
             predictions = self.model(features, training=True)
             per_example = self.loss_fn(labels, predictions)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
+            loss = tf.nn.compute_average_loss(per_example, sample_weight=weights,
+                                              global_batch_size=self.global_batch_size)
             if self.model.losses:  # regularisers: scaled by 1 / replicas so the summed gradient is right
                 loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
             scaled_loss = self.optimizer.scale_loss(loss)  # float16 loss scaling; identity otherwise
         variables = self.model.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
-        self.train_loss.update_state(per_example)
+        weighted = {} if weights is None else {"sample_weight": weights}  # a user's metric may take none
+        self.train_loss.update_state(per_example, **weighted)
         for metric in self.train_metrics:
-            metric.update_state(labels, predictions)
+            metric.update_state(labels, predictions, **weighted)
         return loss
 
     @property

@@ -197,9 +197,10 @@ def fit(model, train, *, validation=None, test=None, loss=None, metrics=None, op
     """Trains your own Keras model with tfapp's loop; returns a `Run` (report, trained model, run directory).
 
     model: a keras.Model, or a function returning one (built inside the strategy's scope: needed for Mirrored).
-    train, validation, test: numpy (x, y), a finite tf.data.Dataset of unbatched (x, y) examples, or a
-        "KIND:LOCATION" source string (then validation/test come from the source or its flags). Without `test`,
-        --test_fraction of train is held out; without `validation`, --validation_fraction.
+    train, validation, test: numpy (x, y) or (x, y, sample_weight), a finite tf.data.Dataset of unbatched examples
+        of either form, or a "KIND:LOCATION" source string (then validation/test come from the source or its
+        flags). Without `test`, --test_fraction of train is held out; without `validation`, --validation_fraction.
+        Sample weights weigh the loss (as Keras `fit`) and every metric.
     loss, metrics, optimizer: default to what the model was compiled with. `main_metric` picks the kept checkpoint
         (default: the first metric, else the loss).
     steps, batch_size, model_dir, strategy, **flags: as tfapp-train's flags (`eval_every=`, `deterministic=`,

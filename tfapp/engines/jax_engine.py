@@ -190,7 +190,7 @@ def make_trainer(experiment, jit_compile):
 
 def count_loss_gradient_flops(model, loss_fn, global_batch_size, batch):
     """XLA's cost analysis of the *lowered* (not compiled) forward + backward pass of `model` on `batch`
-    ((features, labels) as jax.ShapeDtypeStructs): a count of the program, the same on every backend (a compiled
+    ((features, labels[, sample weights]) as jax.ShapeDtypeStructs): a count of the program, the same on every backend (a compiled
     GPU program hides its cuBLAS/cuDNN calls from the analysis: docs/performance.md#accelerator). The optimizer is
     not counted, as on TensorFlow."""
     def loss(trainable, non_trainable, features, labels):
@@ -202,7 +202,7 @@ def count_loss_gradient_flops(model, loss_fn, global_batch_size, batch):
         return [jax.ShapeDtypeStruct(v.shape, v.dtype) for v in variables]
 
     lowered = jax.jit(jax.grad(loss)).lower(abstract(model.trainable_variables),
-                                            abstract(model.non_trainable_variables), *batch)
+                                            abstract(model.non_trainable_variables), *batch[:2])
     analysis = lowered.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
     return float(analysis.get("flops", 0.0))

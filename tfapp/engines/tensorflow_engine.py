@@ -178,7 +178,7 @@ def _flops_per_step(experiment):
     config, task, strategy = experiment.config, experiment.task, experiment.strategy
     replicas = strategy.num_replicas_in_sync
     context = tf.distribute.InputContext(num_replicas_in_sync=replicas)
-    features_spec, labels_spec = pipelines.train_dataset(
+    features_spec, labels_spec, *_ = pipelines.train_dataset(
         experiment.source.splits["train"], task.preprocessor(experiment.source.spec), config.batch_size, config.seed,
         context, vectorized=task.vectorized_preprocess).element_spec
     return flops.cached_step_flops(experiment.model, task.loss(), features_spec, labels_spec, replicas)

@@ -22,7 +22,7 @@ class Task:
     main_metric: str                                   # what curves.png, early stopping and targets use
     description: str = ""
     default_data: Optional[str] = None                 # "embedded:digits", "tfds:mnist", …; None: --data is needed
-    preprocess: Callable = None                        # tf.data map: raw example -> (features, label); None: x, y
+    preprocess: Callable = None  # tf.data map: raw example -> (features, label[, sample_weight]); None: x, y[, w]
     vectorized_preprocess: bool = True                 # preprocess also works on a batch: map after batch
     serving: Callable = None  # (model, spec) -> {signature name: tf.function on raw inputs}; None: the model's own
     main_metric_mode: str = "max"                      # "max" (accuracy-like) or "min" (error-like)
@@ -115,7 +115,10 @@ def class_outputs(logits):
 
 
 def features_and_label(example):
-    """The preprocess of data that needs none: {"x": …, "y": …} -> (x, y); works on batches too."""
+    """The preprocess of data that needs none: {"x": …, "y": …} -> (x, y), or (x, y, sample_weight) for data
+    that carries weights; works on batches too."""
+    if "sample_weight" in example:
+        return example["x"], example["y"], example["sample_weight"]
     return example["x"], example["y"]
 
 
