@@ -54,12 +54,9 @@ def _columns(parts):
 def from_split_arrays(name, splits, spec_extra=None):
     """`splits`: {"train": (x, y), "test": (x, y)} -> Source; checks that x and y lengths agree. A split may be
     (x, y, sample_weight): its examples then carry a per-example weight for the loss and the metrics."""
-    for split, (x, y, *weight) in splits.items():
+    for split, (x, y, *_) in splits.items():  # sample weights are checked where they are read (python_source.pair)
         if num_rows(x) != len(y):
             raise DataError(f"{name}: split {split!r} has {num_rows(x)} inputs but {len(y)} labels")
-        if weight and np.shape(weight[0]) != (len(y),):
-            raise DataError(f"{name}: split {split!r} has {len(y)} labels but sample weights of shape "
-                            f"{np.shape(weight[0])} (one number per example expected)")
     spec = _spec(*splits["train"][:2])
     x_train = splits["train"][0]
     if isinstance(x_train, dict):  # per-column train statistics, for normalisation inside models

@@ -6,8 +6,8 @@ The function (or `tfapp.fit`'s `train=`, `validation=`, `test=`) gives any of: a
 `(x, y)` (`x` may be a dict of columns); a dict of arrays as in an .npz file (`x, y`, or `x_train, y_train, x_test,
 y_test` and optionally `x_val, y_val`); a finite `tf.data.Dataset` of unbatched `(x, y)` examples (read into memory
 once). `(x, y, sample_weight)` (arrays, or a dataset of such examples) weighs each example in the loss and the
-metrics, as Keras `fit` does. Float64 arrays become float32 (as Keras `fit` does). Without a test split, `test_fraction` of the train rows
-is held out (seeded), as for every other source.
+metrics, as Keras `fit` does. Float64 arrays become float32 (as Keras `fit` does). Without a test split,
+`test_fraction` of the train rows is held out (seeded), as for every other source.
 """
 import importlib
 import inspect

@@ -190,9 +190,9 @@ def make_trainer(experiment, jit_compile):
 
 def count_loss_gradient_flops(model, loss_fn, global_batch_size, batch):
     """XLA's cost analysis of the *lowered* (not compiled) forward + backward pass of `model` on `batch`
-    ((features, labels[, sample weights]) as jax.ShapeDtypeStructs): a count of the program, the same on every backend (a compiled
-    GPU program hides its cuBLAS/cuDNN calls from the analysis: docs/performance.md#accelerator). The optimizer is
-    not counted, as on TensorFlow."""
+    ((features, labels[, sample weights]) as jax.ShapeDtypeStructs): a count of the program, the same on every
+    backend (a compiled GPU program hides its cuBLAS/cuDNN calls from the analysis: docs/performance.md#accelerator).
+    The optimizer is not counted, as on TensorFlow."""
     def loss(trainable, non_trainable, features, labels):
         predictions, _ = model.stateless_call(trainable, non_trainable, features,
                                              **jax_loop.training_kwargs(model, True))
