@@ -5,10 +5,10 @@
 Both take the `tf.distribute.InputContext` handed to `strategy.distribute_datasets_from_function`: each input
 pipeline (one per host) reads its own shard and batches with the per-replica batch size. With
 `vectorized=True` (a task whose preprocess works on whole batches) the map runs once per batch after `batch`
-instead of once per example: on the digits CNN that took the loop from 283 to 389 steps/s on 2 cores, where the
-per-example map competed with the model for the CPU (`benchmarks/pipeline_speed.py`). In-memory arrays are gathered and
-preprocessed a block of up to 64 batches per map call (`block_batches`), then split again in the same order: the
-20,000-row CSV pipeline went from ~188,000 to ~580,000 examples/s at 16 batches per block. A vectorized preprocess must therefore treat rows independently. Batches keep a static
+instead of once per example, which otherwise competes with the model for the CPU (`benchmarks/pipeline_speed.py`).
+In-memory arrays are gathered and preprocessed a block of up to 64 batches per map call (`block_batches`), then
+split again in the same order (docs/performance.md#figures-behind-the-code). A vectorized preprocess must therefore
+treat rows independently. Batches keep a static
 shape (`drop_remainder=True`), as TPUs and XLA need. The eval set is padded to whole global batches with
 weight-0 examples instead of being cut, so every test example counts exactly once. For an engine that keeps
 in-memory rows on its devices (the JAX loop), `preprocess_rows` preprocesses them all once and `index_blocks` hands
@@ -23,6 +23,10 @@ AUTOTUNE = tf.data.AUTOTUNE
 MAX_BLOCK = 64  # in-memory arrays: at most this many batches gathered and preprocessed per map call
 BLOCK_BYTES = 32 << 20  # … and at most ~32 MiB of rows per block (raw bytes ×4 for what preprocess adds)
 INDEX_BLOCK = 256  # batches of row indices per block (index_blocks)
+# The functions this module maps are traced as written, not converted by AutoGraph: a task's preprocess is plain
+# TensorFlow ops without Python control flow on tensors (use tf.cond/tf.where), and converting it was most of the
+# time a pipeline took to build (docs/performance.md#figures-behind-the-code).
+_as_written = tf.autograph.experimental.do_not_convert
 
 
 def _context(input_context):
@@ -60,7 +64,7 @@ def block_batches(arrays, batch):
     """Batches per block for in-memory `arrays` at per-replica `batch`: 64 for small rows (a table, digits),
     fewer for large ones (at batch 128: 20 for 784 floats, 21 for 32×32×3 bytes, 5 for 32×32×3 floats), never
     below 1. With XLA the loop runs a block's steps as one XLA program, so larger blocks also mean fewer XLA
-    calls (784-256-10 MLP: ~1,750 steps/s at 5 batches per block, ~2,200 at 20). The preprocess must treat rows
+    calls (docs/performance.md#figures-behind-the-code). The preprocess must treat rows
     independently, since it sees a whole block at once."""
     row_bytes = sum(np.asarray(a).dtype.itemsize * int(np.prod(np.shape(a)[1:])) for a in tf.nest.flatten(arrays))
     return int(max(1, min(MAX_BLOCK, BLOCK_BYTES // max(1, 4 * row_bytes * batch))))
@@ -77,7 +81,7 @@ def _augmented(preprocess, augment, batch=None):
             return (augment(features, position), label, *weight)
         rows = tf.shape(label, out_type=tf.int64)[0]  # a whole block of batches, or one batch
         return (augment(features, position * batch + tf.range(rows)), label, *weight)
-    return apply
+    return _as_written(apply)
 
 
 def _index_batches(num_examples, batch, seed, context, skip_steps):
@@ -96,7 +100,7 @@ def index_blocks(arrays, global_batch_size, seed, input_context=None, skip_steps
     context = _context(input_context)
     batch = per_replica_batch_size(global_batch_size, context)
     indices = _index_batches(len(arrays["y"]), batch, seed, context, skip_steps)
-    indices = indices.map(lambda _, index: tf.cast(index, tf.int32))
+    indices = indices.map(_as_written(lambda _, index: tf.cast(index, tf.int32)))
     return indices.batch(block, drop_remainder=True).prefetch(2)
 
 
@@ -125,7 +129,8 @@ def _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps=0, bl
         rows = apply(first_batch, unpack(tf.nest.map_structure(lambda a: tf.gather(a, tf.reshape(index, [-1])), table)))
         return tf.nest.map_structure(lambda t: tf.reshape(t, [size, batch, *t.shape[1:]]), rows)
 
-    dataset = tf.data.Dataset.zip((indices, tables)).map(block, num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = tf.data.Dataset.zip((indices, tables)).map(_as_written(block), num_parallel_calls=AUTOTUNE,
+                                                         deterministic=True)
     return (dataset if blocks else dataset.unbatch()).prefetch(AUTOTUNE)
 
 
@@ -207,12 +212,13 @@ def eval_dataset(make_split, preprocess, global_batch_size, num_examples, input_
     shard = _shard(make_split(), context)
     shard_size = math.ceil((num_examples - context.input_pipeline_id) / context.num_input_pipelines)
     target = padded_shard_size(num_examples, global_batch_size, context)
-    real = shard.map(lambda example: (example, tf.constant(1.0)))
+    real = shard.map(_as_written(lambda example: (example, tf.constant(1.0))))
     # Padding: all-zero raw examples (so preprocess sees valid values) with weight 0.
-    filler = make_split().take(1).map(lambda example: (tf.nest.map_structure(tf.zeros_like, example),
-                                                       tf.constant(0.0)))
+    filler = make_split().take(1).map(_as_written(lambda example: (tf.nest.map_structure(tf.zeros_like, example),
+                                                                   tf.constant(0.0))))
     dataset = real.concatenate(filler.repeat(target - max(shard_size, 0)))
 
+    @_as_written
     def apply(example, weight):
         features, label, *sample_weight = preprocess(example)
         if sample_weight:  # the data's own weights, 0 on padding

@@ -10,7 +10,8 @@ batches. Measuring must pay for itself (`tfapp/autotune_cache.py` keeps the answ
   end of that trace (the run pays for one trace or compile whatever is measured).
 - Steps per loop: more steps per host round-trip are never slower, only coarser (progress, signals, callbacks
   act between loops), so `auto` takes the largest candidate whose loop lasts at most `LOOP_SECONDS` at the
-  probe's speed rather than timing each (noise once picked 1 step per loop at 73 steps/s where 16 gave ~105).
+  probe's speed rather than timing each (noise once picked 1 step per loop where 16 ran faster:
+  docs/performance.md#figures-behind-the-code).
 - An XLA candidate is compiled only while the budget left could pay for its compile (`COMPILE_FACTOR` × the
   plain trace, then the last XLA compile's time; per block before per step): a short run never compiles one,
   and `untried` lists it so a longer run with the cache tries it.
@@ -72,7 +73,7 @@ def jit_candidates(choice, strategy, blocks=False, xla_known_best=False):
         return [False]  # one replica per logical CPU: XLA cannot reach the other devices' variables
     if xla_known_best:
         return [True]
-    # XLA per block first: where it applies it beat XLA per step (digits MLP ~5,400 against ~3,850 steps/s), and
+    # XLA per block first: where it applies it beat XLA per step (docs/performance.md#figures-behind-the-code), and
     # a tight budget may pay for only one compile.
     return [False, "block", True] if blocks else [False, True]
 

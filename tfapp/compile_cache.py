@@ -4,14 +4,15 @@
     TFAPP_COMPILE_CACHE=0 tfapp-train --backend=jax …                        # off
 
 JAX's persistent compilation cache (`jax_compilation_cache_dir`) keys a program by its HLO and compile options:
-the language model's first step took 26.1 s cold and 16.6 s with its programs cached (2-core CPU, 20-step runs,
-docs/tasks.md#language-model). Every program is written, also those that compile in well under a second. The folder is keyed by JAX's version and the CPU's features, since a program
+the language model's first step comes several seconds sooner with its programs cached
+(docs/performance.md#figures-behind-the-code). Every program is written, also those that compile in well
+under a second. The folder is keyed by JAX's version and the CPU's features, since a program
 compiled for one CPU must not run on another (a home directory shared between machines), and at each start the
 oldest files beyond `MAX_BYTES` are deleted.
 
 The TensorFlow engine has no such cache: TF's `--tf_xla_persistent_cache_directory` keys a program by the traced
 function's name, which carries a process-wide counter that tfapp's background tracing (evaluation, FLOPs) moves
-from run to run, so each of four repeats of one command wrote at least one new ~2-7 MB program (2026-12-02).
+from run to run, so repeats of one command kept writing new programs (docs/performance.md#figures-behind-the-code).
 """
 import hashlib
 import os
@@ -21,7 +22,8 @@ from tfapp import local_cache
 
 MAX_BYTES = 2 * 2**30  # the language model's programs are ~1 MB
 # Programs compiled in at least this many seconds are written. 0: all of them; the language model's build (its
-# initialisers, ~170 small programs) took 1.12 s with an empty cache and 0.43 s with a full one (2-core CPU).
+# initialisers, ~170 small programs) takes less than half as long with a full cache
+# (docs/performance.md#figures-behind-the-code).
 MIN_COMPILE_SECONDS = 0.0
 
 

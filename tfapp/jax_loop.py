@@ -29,11 +29,13 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
+from tfapp import program_cache
+
 EVAL_CHUNK = 32  # eval batches per jitted call (the last chunk is padded with zero-weight batches)
 EVAL_CACHE_BYTES = 256 * 2**20  # eval chunks up to this size stay on the devices between evaluations
 # XLA's options for tfapp's programs on a CPU: no YNNPACK fusions. XLA:CPU builds their pipelines at the program's
-# first run (the language model's first step took 0.6 s instead of 0.14), and the steps ran no faster with them
-# (docs/performance.md#accelerator).
+# first run, delaying the first step, and the steps ran no faster with them
+# (docs/performance.md#figures-behind-the-code).
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
@@ -67,11 +69,23 @@ def _train_batch(inputs, index):
     return jax.tree.map(lambda column: jnp.take(column, selected, axis=0), table)
 
 
+def _takes(program, args):
+    """Whether a loaded compiled `program` takes `args` (their structure, shapes and dtypes)."""
+    try:
+        expected = program.in_avals[0]
+    except Exception:  # noqa: BLE001 - no signature to check: not used
+        return False
+    if jax.tree.structure(expected) != jax.tree.structure(args):
+        return False
+    return all(tuple(a.shape) == tuple(np.shape(b)) and np.dtype(a.dtype) == np.dtype(b.dtype)
+               for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(args)))
+
+
 class JaxTrainer:
     """Owns the jitted train/eval functions and the training state of one model on the JAX devices."""
 
     def __init__(self, model, optimizer, loss_fn, metrics_fn, global_batch_size, block, jit_compile=True,
-                 distribution=None, data_sharding=None, measure_input_wait=True, table=None):
+                 distribution=None, data_sharding=None, measure_input_wait=True, table=None, program_key=None):
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.global_batch_size = global_batch_size  # examples per step over all devices and hosts
         self.block = block  # K: batches per block from the iterator
@@ -96,7 +110,8 @@ class JaxTrainer:
         # Every array handed to a compiled call has the sharding its result will have, so the second call does
         # not compile again: variables as their keras.distribution layout says, metric state replicated.
         # Without a distribution everything is committed to the default device: an uncommitted first argument
-        # and a committed result would make the second call, and every new block, compile again (~0.8 s each).
+        # and a committed result would make the second call, and every new block, compile again
+        # (docs/performance.md#figures-behind-the-code).
         self.distribution = distribution
         replicated = jax.sharding.NamedSharding(distribution.device_mesh.backend_mesh,
                                                 jax.sharding.PartitionSpec()) if distribution else (
@@ -126,6 +141,8 @@ class JaxTrainer:
         self._position = 0
         self._schedule = None  # (index of the step count among the optimizer's variables, the compiled schedule)
         self._program = None  # the train program, compiled ahead by the first call (see _first_program)
+        # tfapp.program_cache.run_key of the run (None: not cached), and where the train program came from
+        self.program_key, self.program_source = program_key, None
         # Evaluation (see prepare_evaluate): the split's chunks on the devices and their compiled program.
         self._state_spec = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=v.sharding),
                                         self._state)
@@ -165,7 +182,7 @@ class JaxTrainer:
     def learning_rate(self):
         """The learning rate of the next update, from the state's step count (the Keras variables lag behind it
         until `sync_to_model`). A schedule runs as one compiled function: called eagerly, its `cond` was traced
-        and its program looked up again at every call (~16 ms per loop on the language model)."""
+        and its program looked up again at every call (docs/performance.md#figures-behind-the-code)."""
         schedule = self.optimizer._learning_rate
         if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
@@ -238,8 +255,9 @@ class JaxTrainer:
 
     def _first_program(self, iterator):
         """(the train program compiled ahead, (first block, seconds to fetch it))): the first block is fetched in a
-        background thread while the program is traced and compiled from the blocks' shapes, not one after the
-        other (the language model: ~1 s of each on a CPU). One process only (several put their blocks together)."""
+        background thread while the program is loaded from tfapp.program_cache, or traced and compiled from the
+        blocks' shapes, not one after the other (docs/performance.md#figures-behind-the-code). One process only
+        (several put their blocks together)."""
         fetched = {}
 
         def fetch():
@@ -255,16 +273,36 @@ class JaxTrainer:
             block = jax.tree.map(lambda spec: jax.ShapeDtypeStruct(tuple(spec.shape), spec.dtype.as_numpy_dtype,
                                                                    sharding=sharding), iterator.element_spec)
             metric_state = [list(values) for values in self._fresh_train_metrics]
-            if self.jit_compile == "block":
-                program = self._train_steps.lower(self._state, metric_state, (block, self.table), np.int32(0),
-                                                  np.int32(1)).compile()
-            else:
-                program = self._train_step.lower(self._state, metric_state, (block, self.table), np.int32(0)).compile()
+            function = self._train_steps if self.jit_compile == "block" else self._train_step
+            args = (self._state, metric_state, (block, self.table), np.int32(0)) + (
+                (np.int32(1),) if self.jit_compile == "block" else ())
+            key = self._program_cache_key(args)
+            program = program_cache.load(key) if key else None
+            if program is not None and not _takes(program, args):
+                program = None  # not this run's program after all: compiled below
+            self.program_source = "tfapp program cache" if program is not None else "compiled (JAX's cache may hold it)"
+            if program is None:
+                program, jax_key = program_cache.compile_program(function.lower(*args))
+                if key:
+                    program_cache.save_in_background(key, program, jax_key)
         finally:
             thread.join()
         if "error" in fetched:
             raise fetched["error"]
         return program, fetched["block"]
+
+    def _program_cache_key(self, args):
+        """The train program's key in tfapp.program_cache: the run's key with this trainer's setting and the
+        arguments' structure, shapes, dtypes and shardings; None when the run has none."""
+        if not self.program_key:
+            return None
+        leaves, structure = jax.tree.flatten(args)
+        return program_cache.digest({
+            "run": self.program_key, "setting": (str(self.jit_compile), self.block, self.global_batch_size),
+            "options": sorted((compiler_options() or {}).items()),
+            "structure": str(structure),
+            "arguments": [(tuple(np.shape(leaf)), str(leaf.dtype), str(getattr(leaf, "sharding", None)))
+                          for leaf in leaves]})
 
     def reset_input(self):
         """A new iterator starts at a block boundary, with nothing fetched ahead."""

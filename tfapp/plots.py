@@ -3,7 +3,7 @@
     python -c "import tfapp.plots"  # called by tfapp.run at the end of training
 
 Figures are plain `matplotlib.figure.Figure` objects on the Agg canvas, not pyplot: no display is needed (servers,
-CI, TPU VMs), pyplot's import (~0.35 s) is skipped, and a figure can be drawn in a background thread while the
+CI, TPU VMs), pyplot's import is skipped, and a figure can be drawn in a background thread while the
 export runs (`start_curves`).
 """
 import io
@@ -14,7 +14,8 @@ import tensorflow as tf
 
 def figure(width, height, columns=1):
     """(figure, axes) on an Agg canvas; `axes` is a list when columns > 1. matplotlib is imported here, on first
-    use (in tfapp-train: `warm_up` in a background thread), not with this module: start-up skips its ~0.4 s."""
+    use (in tfapp-train: `warm_up` in a background thread), not with this module: start-up skips
+    it (docs/performance.md#figures-behind-the-code)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=(width, height))
@@ -71,7 +72,7 @@ def join_curves(thread):
 
 
 def warm_up():
-    """Draws a throwaway figure: matplotlib's first figure loads fonts and caches (~0.25 s here), which a
+    """Draws a throwaway figure: matplotlib's first figure loads fonts and caches, which a
     background thread can pay while training runs."""
     fig, axis = figure(2, 2)
     axis.plot([0, 1], [0, 1], label="x")

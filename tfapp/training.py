@@ -89,6 +89,8 @@ def train(experiment, start_time=None, callbacks=()):
             run_log.close()
         startup["first_step_s"] = outcome.compile_seconds  # tracing (and XLA compiling) the step, plus its run
         startup["time_to_first_step_s"] = outcome.time_to_first_step
+        if getattr(trainer, "program_source", None):  # JAX: compiled, or loaded from tfapp.program_cache
+            autotune_record["train_program"] = trainer.program_source
         if autotune_record.get("source") in ("cache", "measured"):  # a choice slower in use than measured: stale
             # Judged on the loops that ran without the background work above, as the measurement ran.
             speed, seconds = outcome.steady_speed(after=futures.get("done_at", float("inf")))

@@ -1,5 +1,5 @@
 """Start-up: keep three optional packages that TensorFlow's and Keras's imports pull in, and a run never uses,
-out of a command's first seconds (~2 s of ~8.5 s here: `import tfapp.cli.train` 6.2 s against 8.5 s, medians of 5).
+out of a command's first seconds (docs/performance.md#figures-behind-the-code).
 
     python -X importtime -m tfapp.cli.train --helpshort 2>&1 | grep -E "\\| +(jax|matplotlib|sklearn)$"  # µs: absent
 

@@ -29,6 +29,7 @@ import pipelines
 from pipelines import batching
 from strategies import jax_mesh
 from tfapp import autotune, checkpoints, compile_cache, experiment, flops, jax_checkpoints, jax_loop, precision, report
+from tfapp import program_cache
 from tfapp import tasks
 from tfapp.config import ConfigError
 
@@ -185,7 +186,8 @@ def make_trainer(experiment, jit_compile):
     return jax_loop.JaxTrainer(experiment.model, experiment.optimizer, task.loss(), task.metrics,
                                config.batch_size, experiment.block, jit_compile, experiment.strategy.distribution,
                                experiment.strategy.block_sharding(),
-                               measure_input_wait=not config.deterministic, table=experiment.train_table)
+                               measure_input_wait=not config.deterministic, table=experiment.train_table,
+                               program_key=program_cache.run_key(config, experiment.source.spec))
 
 
 def count_loss_gradient_flops(model, loss_fn, global_batch_size, batch):
