@@ -133,7 +133,7 @@ class _KeyListener(logging.Handler):
         self.thread, self.key = threading.get_ident(), None
 
     def emit(self, record):
-        if threading.get_ident() == self.thread and "persistent compilation cache" in record.msg.lower() and \
+        if threading.get_ident() == self.thread and "persistent compilation cache" in str(record.msg).lower() and \
                 len(record.args or ()) == 2:
             self.key = record.args[1]
 
