@@ -69,18 +69,6 @@ def _train_batch(inputs, index):
     return jax.tree.map(lambda column: jnp.take(column, selected, axis=0), table)
 
 
-def _takes(program, args):
-    """Whether a loaded compiled `program` takes `args` (their structure, shapes and dtypes)."""
-    try:
-        expected = program.in_avals[0]
-    except Exception:  # noqa: BLE001 - no signature to check: not used
-        return False
-    if jax.tree.structure(expected) != jax.tree.structure(args):
-        return False
-    return all(tuple(a.shape) == tuple(np.shape(b)) and np.dtype(a.dtype) == np.dtype(b.dtype)
-               for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(args)))
-
-
 class JaxTrainer:
     """Owns the jitted train/eval functions and the training state of one model on the JAX devices."""
 
@@ -276,33 +264,20 @@ class JaxTrainer:
             function = self._train_steps if self.jit_compile == "block" else self._train_step
             args = (self._state, metric_state, (block, self.table), np.int32(0)) + (
                 (np.int32(1),) if self.jit_compile == "block" else ())
-            key = self._program_cache_key(args)
-            program = program_cache.load(key) if key else None
-            if program is not None and not _takes(program, args):
-                program = None  # not this run's program after all: compiled below
+            key = program_cache.program_key(self.program_key, args, setting=(
+                str(self.jit_compile), self.block, self.global_batch_size, sorted((compiler_options() or {}).items())))
+            program = program_cache.load(key, args) if key else None
             self.program_source = "tfapp program cache" if program is not None else "compiled (JAX's cache may hold it)"
-            if program is None:
+            if program is None and key:
                 program, jax_key = program_cache.compile_program(function.lower(*args))
-                if key:
-                    program_cache.save_in_background(key, program, jax_key)
+                program_cache.save_in_background(key, program, jax_key)
+            elif program is None:
+                program = function.lower(*args).compile()
         finally:
             thread.join()
         if "error" in fetched:
             raise fetched["error"]
         return program, fetched["block"]
-
-    def _program_cache_key(self, args):
-        """The train program's key in tfapp.program_cache: the run's key with this trainer's setting and the
-        arguments' structure, shapes, dtypes and shardings; None when the run has none."""
-        if not self.program_key:
-            return None
-        leaves, structure = jax.tree.flatten(args)
-        return program_cache.digest({
-            "run": self.program_key, "setting": (str(self.jit_compile), self.block, self.global_batch_size),
-            "options": sorted((compiler_options() or {}).items()),
-            "structure": str(structure),
-            "arguments": [(tuple(np.shape(leaf)), str(leaf.dtype), str(getattr(leaf, "sharding", None)))
-                          for leaf in leaves]})
 
     def reset_input(self):
         """A new iterator starts at a block boundary, with nothing fetched ahead."""

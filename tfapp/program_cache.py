@@ -120,6 +120,28 @@ def run_key(config, spec):
         return None
 
 
+def program_key(run, args, setting):
+    """The key of one program: the run's key (run_key; None: not cached, returns None), the trainer's `setting`
+    and the structure, shapes, dtypes and shardings of the program's `args`."""
+    if not run:
+        return None
+    import jax
+    leaves, structure = jax.tree.flatten(args)
+    return digest({"run": run, "setting": setting, "structure": str(structure),
+                   "arguments": [(tuple(np.shape(leaf)), str(leaf.dtype), str(getattr(leaf, "sharding", None)))
+                                 for leaf in leaves]})
+
+
+def _takes(program, args):
+    """Whether a loaded compiled `program` takes `args` (their structure, shapes and dtypes)."""
+    import jax
+    expected = program.in_avals[0]
+    if jax.tree.structure(expected) != jax.tree.structure(args):
+        return False
+    return all(tuple(a.shape) == tuple(np.shape(b)) and np.dtype(a.dtype) == np.dtype(b.dtype)
+               for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(args)))
+
+
 def folder():
     import jax
     return local_cache.path("jax-programs", compile_cache.machine_key(f"jax {jax.__version__}"))
@@ -186,9 +208,9 @@ def _picklers():
     return Pickler, Unpickler
 
 
-def load(key):
-    """The compiled program stored under `key`, or None (missing, unreadable, evicted from JAX's cache, or from
-    another JAX)."""
+def load(key, args=None):
+    """The compiled program stored under `key`, or None (missing, unreadable, evicted from JAX's cache, from
+    another JAX, or not taking `args` where they are given)."""
     import jax
     path = os.path.join(folder(), f"{key}.program")
     try:
@@ -199,6 +221,8 @@ def load(key):
         unloaded, args_info, no_kwargs = unpickler(io.BytesIO(payload), backend).load()
         program = jax.stages.Compiled(unloaded.load(), [], in_tree.unflatten(args_info), out_tree,
                                       no_kwargs=no_kwargs)
+        if args is not None and not _takes(program, args):
+            return None
     except Exception:  # noqa: BLE001 - a cache only saves time: anything wrong with an entry means compile again
         return None
     try:
