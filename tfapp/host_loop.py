@@ -9,7 +9,9 @@ Keras callbacks: `on_train_begin/end`, `on_train_batch_end` (once per loop, logs
 split), so EarlyStopping and user callbacks work; `model.stop_training` ends the run at the next evaluation.
 Faults handled here, at loop boundaries: SIGTERM/SIGINT (finish the loop, checkpoint, stop), a NaN/Inf loss
 (stop with the last good checkpoint kept, or restore it with half the learning rate). Everything here runs
-between compiled loops, never inside them.
+between compiled loops, never inside them; with a trainer that can dispatch a loop without waiting (`start`, the
+JAX engine) it runs while the next loop already computes, wherever no evaluation, checkpoint, signal or
+batch-watching callback needs the state at the boundary.
 """
 import dataclasses
 import math
@@ -198,6 +200,24 @@ def _handle_nan(experiment, trainer, manager, outcome, step):
     return checkpoints.batches_done(optimizer)
 
 
+class _RanLoop:
+    """A loop of a trainer without `start` (tfapp.loop.Trainer): run at once; `result()` returns its values."""
+
+    def __init__(self, trainer, iterator, size):
+        self._values = trainer.train(iterator, size)
+        self.input_wait, self.input_handover = trainer.last_input_wait, trainer.last_input_handover
+
+    def result(self):
+        return self._values
+
+
+def _watches_batches(callback_list):
+    """Whether a callback acts after each loop (it may read the state or stop the run there)."""
+    base = keras.callbacks.Callback
+    return any(type(callback).on_train_batch_end is not base.on_train_batch_end or
+               type(callback).on_batch_end is not base.on_batch_end for callback in callback_list.callbacks)
+
+
 def _reached(value, target, mode):
     return value >= target if mode == "max" else value <= target
 
@@ -228,20 +248,40 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
     boundaries = (config.eval_every, config.checkpoint_every)
     callback_list.on_train_begin()
     callback_list.on_epoch_begin(epoch)
+    # A trainer with `start` (the JAX engine) dispatches a loop without waiting for it: the next loop is
+    # dispatched before this one's results are read, so the devices run it while the host logs, draws progress
+    # and fetches input. Only where nothing between the loops reads the state: no evaluation or checkpoint at
+    # the boundary, no signal or stop request pending, no callback watching batches (it may stop the run).
+    ahead_allowed = hasattr(trainer, "start") and not _watches_batches(callback_list)
+    pending, last_result_at = None, 0.0
+
+    def launch(at):
+        size = next_loop_size(at, config.train_steps, boundaries, getattr(steps_per_loop, "size", steps_per_loop),
+                              first=at == 0)
+        dispatched_at = time.perf_counter()
+        loop = trainer.start(iterator, size) if hasattr(trainer, "start") else _RanLoop(trainer, iterator, size)
+        return size, dispatched_at, loop
+
     with _StopSignals() as signals:
         while step < config.train_steps:
-            # One step first on a fresh run (time to first step); a resumed run keeps the loop grid of the original.
-            size = next_loop_size(step, config.train_steps, boundaries, getattr(steps_per_loop, "size", steps_per_loop),
-                                  first=step == 0)
-            loop_start = time.perf_counter()
-            train_values = trainer.train(iterator, size)
-            elapsed = time.perf_counter() - loop_start
+            size, dispatched_at, loop = pending or launch(step)
+            end = step + size
+            pending = launch(end) if ahead_allowed and end < config.train_steps and end % config.eval_every and \
+                end % config.checkpoint_every and not signals.received and not experiment.model.stop_training \
+                else None
+            train_values = loop.result()
+            result_at = time.perf_counter()
+            # The loop ran from its dispatch, or, dispatched ahead, from the end of the loop before it.
+            loop_start = max(dispatched_at, last_result_at)
+            elapsed, last_result_at = result_at - loop_start, result_at
             if not math.isfinite(train_values["loss"]):
-                step = _handle_nan(experiment, trainer, manager, outcome, step + size)
+                pending = None  # a loop dispatched ahead trained from the NaN state: dropped with it
+                step = _handle_nan(experiment, trainer, manager, outcome, end)
                 iterator = iter(experiment.restart_train_data(step))
                 trainer.reset_input()
                 continue
-            train_values["learning_rate"] = trainer.learning_rate()
+            if "learning_rate" not in train_values:
+                train_values["learning_rate"] = trainer.learning_rate()
             speed = {"steps_per_second": size / elapsed}
             if step == outcome.start_step:
                 outcome.time_to_first_step, outcome.compile_seconds = time.time() - start_time, elapsed
@@ -249,11 +289,11 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                     after_first_loop()
             else:
                 outcome.timed_steps, outcome.timed_seconds = outcome.timed_steps + size, outcome.timed_seconds + elapsed
-                outcome.input_wait_seconds += trainer.last_input_wait
-                outcome.input_handover_seconds += trainer.last_input_handover
+                outcome.input_wait_seconds += loop.input_wait
+                outcome.input_handover_seconds += loop.input_handover
                 if hasattr(steps_per_loop, "observe"):  # autotune.LoopSizeFromSpeed: the next loops' size
                     steps_per_loop.observe(size, elapsed)
-            step += size
+            step = end
             outcome.steps = step
             outcome.loops.append((step, size, loop_start, elapsed))
             run_log.log(step, "train", train_values)
@@ -276,16 +316,19 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                                                         **{f"val_{k}": v for k, v in outcome.eval_metrics.items()}})
                 epoch += 1
                 callback_list.on_epoch_begin(epoch)
-            if step % config.checkpoint_every == 0 or step == config.train_steps or signals.received \
-                    or experiment.model.stop_training:
+            # A signal or stop request that came while a loop ran ahead is served at that loop's end: the state
+            # is already past this step.
+            settled = pending is None
+            if step % config.checkpoint_every == 0 or step == config.train_steps or \
+                    (settled and (signals.received or experiment.model.stop_training)):
                 save_start = time.perf_counter()
                 run_log.flush()  # rows first: a kill between the two leaves extra rows, which resuming trims
                 manager.save(checkpoint_number=step)
                 outcome.checkpoint_seconds += time.perf_counter() - save_start
-            if signals.received:
+            if settled and signals.received:
                 outcome.stopped_by_signal = signals.received
                 break
-            if experiment.model.stop_training:
+            if settled and experiment.model.stop_training:
                 outcome.stopped_early = step < config.train_steps
                 break
     trainer.sync_to_model()  # the model's variables hold the trained weights (export, whole-test-set metrics)

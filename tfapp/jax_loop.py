@@ -14,6 +14,9 @@ any length share one compiled program.
 Weights, optimizer and metric state live as JAX arrays between calls (donated, never copied per step); the Keras
 variables see them only when `sync_to_model()` writes them back (checkpoints, the end of a run). The next block is
 fetched and put on the devices while the device still runs the current one (JAX dispatches asynchronously).
+`start(iterator, n)` only dispatches a loop: the program also returns the loop's metric results and learning rate
+as a few scalars, and its `result()` waits for them, so the host loop can dispatch the next loop before it waits
+for this one (`tfapp.host_loop`); the devices then never wait on the host's per-loop work.
 In-memory training rows (`table`, see `tfapp.engines.jax_engine.device_table`) are put on the devices once: the
 blocks are then [K, batch] row indices, and each step gathers its batch on the device (no rows cross from tf.data
 per step).
@@ -69,6 +72,22 @@ def _train_batch(inputs, index):
     return jax.tree.map(lambda column: jnp.take(column, selected, axis=0), table)
 
 
+class Loop:
+    """A loop dispatched by `JaxTrainer.start`: `result()` waits for its steps and returns their mean loss, metrics
+    and the learning rate of the next update; `input_wait` / `input_handover` are the seconds `start` spent on its
+    blocks (see `JaxTrainer.train`)."""
+
+    def __init__(self, summary, input_wait, input_handover, learning_rate=None):
+        self._summary, self._learning_rate = summary, learning_rate
+        self.input_wait, self.input_handover = input_wait, input_handover
+
+    def result(self):
+        values = {name: float(value) for name, value in jax.device_get(self._summary).items()}
+        if self._learning_rate is not None:  # a callable learning rate: read at dispatch
+            values["learning_rate"] = self._learning_rate
+        return values
+
+
 class JaxTrainer:
     """Owns the jitted train/eval functions and the training state of one model on the JAX devices."""
 
@@ -95,6 +114,9 @@ class JaxTrainer:
         self._eval_metric_objects = [self.eval_loss, *self.eval_metrics]
         for metric in self._eval_metric_objects:
             metric.reset_state()
+        # Where the loop's summary finds the learning rate of the next update in the optimizer's state: a
+        # schedule's step count, or the learning-rate variable (None: a callable, read on the host).
+        self._rate_source = self._learning_rate_source(optimizer)
         # Every array handed to a compiled call has the sharding its result will have, so the second call does
         # not compile again: variables as their keras.distribution layout says, metric state replicated.
         # Without a distribution everything is committed to the default device: an uncommitted first argument
@@ -116,7 +138,10 @@ class JaxTrainer:
         self.reload_state()
         # Results keep the shardings of the arguments (GSPMD may otherwise choose others for sharded weights, and
         # the next call would compile again).
-        shardings = jax.tree.map(lambda value: value.sharding, (self._state, self._fresh_train_metrics))
+        summary_names = [m.name for m in self._train_metric_objects] + (["learning_rate"] if self._rate_source
+                                                                          else [])
+        shardings = jax.tree.map(lambda value: value.sharding, (self._state, self._fresh_train_metrics)) + (
+            {name: replicated for name in summary_names},)
         eval_shardings = jax.tree.map(lambda value: value.sharding, self._fresh_eval_metrics)
         options = compiler_options()
         self._train_steps = jax.jit(self._steps_fn, donate_argnums=(0,), out_shardings=shardings,
@@ -167,6 +192,17 @@ class JaxTrainer:
                 variable.assign(value)
         self.reload_state()  # the variables now hold the state's arrays, which the next call would donate
 
+    @staticmethod
+    def _learning_rate_source(optimizer):
+        schedule = optimizer._learning_rate
+        for index, variable in enumerate(optimizer.variables):
+            if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+                if variable is optimizer.iterations:
+                    return "schedule", index
+            elif variable is schedule:
+                return "variable", index
+        return None
+
     def learning_rate(self):
         """The learning rate of the next update, from the state's step count (the Keras variables lag behind it
         until `sync_to_model`). A schedule runs as one compiled function: called eagerly, its `cond` was traced
@@ -204,13 +240,26 @@ class JaxTrainer:
             for metric, values in zip(self.train_metrics, metric_state[1:])]
         return (trainable, non_trainable, optimizer_values), metric_state
 
+    def _summary(self, state, metric_state):
+        """{metric name: result, learning_rate: of the next update} as scalars: what the host reads of a loop."""
+        summary = {metric.name: metric.stateless_result(values)
+                   for metric, values in zip(self._train_metric_objects, metric_state)}
+        if self._rate_source:
+            kind, index = self._rate_source
+            value = state[2][index]
+            summary["learning_rate"] = jnp.asarray(
+                self.optimizer._learning_rate(value) if kind == "schedule" else value, jnp.float32)
+        return summary
+
     def _indexed_step(self, state, metric_state, inputs, index):
-        return self._step(state, metric_state, _train_batch(inputs, index))
+        state, metric_state = self._step(state, metric_state, _train_batch(inputs, index))
+        return state, metric_state, self._summary(state, metric_state)
 
     def _steps_fn(self, state, metric_state, inputs, start, count):
         def body(i, carry):
             return self._step(*carry, _train_batch(inputs, i))
-        return jax.lax.fori_loop(start, start + count, body, (state, metric_state))
+        state, metric_state = jax.lax.fori_loop(start, start + count, body, (state, metric_state))
+        return state, metric_state, self._summary(state, metric_state)
 
     def _eval_batch_fn(self, state, metric_state, chunk, index):
         trainable, non_trainable, _ = state
@@ -286,9 +335,14 @@ class JaxTrainer:
 
     # -- the host calls -----------------------------------------------------------------------------------------
     def train(self, iterator, num_steps):
-        """Runs `num_steps` steps; returns the loop's mean train loss and metrics. `last_input_wait`: seconds
-        the host spent fetching blocks while nothing ran on the devices; `last_input_handover`: all seconds spent
-        fetching blocks (also those overlapped with the devices' work)."""
+        """Runs `num_steps` steps; returns the loop's mean train loss, metrics and learning rate. `last_input_wait`:
+        seconds the host spent fetching blocks while nothing ran on the devices; `last_input_handover`: all seconds
+        spent fetching blocks (also those overlapped with the devices' work)."""
+        return self.start(iterator, num_steps).result()
+
+    def start(self, iterator, num_steps):
+        """Dispatches `num_steps` steps and returns a `Loop` without waiting for them (the next block is fetched
+        meanwhile); the next `start` may come before this loop's `result()`."""
         metric_state = [list(values) for values in self._fresh_train_metrics]
         wait = handover = 0.0
         done = 0
@@ -298,6 +352,7 @@ class JaxTrainer:
             wait, handover = wait + seconds, handover + seconds
         # the program compiled ahead, else the jitted function of this setting (it compiles on its first call)
         program = self._program or (self._train_steps if self.jit_compile == "block" else self._train_step)
+        summary = None
         while done < num_steps:
             if self._position == 0:
                 if self._next is None:
@@ -306,19 +361,19 @@ class JaxTrainer:
                 self._current, self._next = self._next, None
             count = min(self.block - self._position, num_steps - done)
             if self.jit_compile == "block":
-                self._state, metric_state = program(self._state, metric_state, (self._current, self.table),
-                                                    np.int32(self._position), np.int32(count))
+                self._state, metric_state, summary = program(self._state, metric_state, (self._current, self.table),
+                                                             np.int32(self._position), np.int32(count))
             else:
                 for index in range(self._position, self._position + count):
-                    self._state, metric_state = program(self._state, metric_state, (self._current, self.table),
-                                                        np.int32(index))
+                    self._state, metric_state, summary = program(self._state, metric_state,
+                                                                 (self._current, self.table), np.int32(index))
             self._position = (self._position + count) % self.block
             done += count
             if self._position == 0:  # fetch the next block while the devices run this one
                 self._next, seconds = self._fetch(iterator)
                 handover += seconds
         self.last_input_wait, self.last_input_handover = wait, handover
-        return self._results(self._train_metric_objects, metric_state)
+        return Loop(summary, wait, handover, None if self._rate_source else self.learning_rate())
 
     def _results(self, metrics, metric_state):
         results = {}

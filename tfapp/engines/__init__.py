@@ -18,7 +18,9 @@ MODULES = {"tensorflow": "tfapp.engines.tensorflow_engine", "jax": "tfapp.engine
 @runtime_checkable
 class Trainer(Protocol):
     """N optimizer steps per call, evaluation, and the state hand-over the host loop needs (tfapp.loop.Trainer,
-    tfapp.jax_loop.JaxTrainer)."""
+    tfapp.jax_loop.JaxTrainer). A trainer may also offer `start(iterator, num_steps)`: dispatch the steps and return
+    at once an object whose `result()` waits for `train`'s dict (with "learning_rate") and that carries
+    `input_wait` / `input_handover`; the host loop then dispatches the next loop before it waits (JaxTrainer)."""
     jit_compile: Any        # the XLA setting it runs: False (off), True (per step) or "block" (per loop)
 
     def train(self, iterator, num_steps) -> dict: ...                    # runs num_steps steps; the train metrics
