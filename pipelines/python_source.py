@@ -5,7 +5,8 @@
 The function (or `tfapp.fit`'s `train=`, `validation=`, `test=`) gives any of: a `pipelines.Source`; numpy arrays
 `(x, y)` (`x` may be a dict of columns); a dict of arrays as in an .npz file (`x, y`, or `x_train, y_train, x_test,
 y_test` and optionally `x_val, y_val`); a finite `tf.data.Dataset` of unbatched `(x, y)` examples (read into memory
-once). `(x, y, sample_weight)` (arrays, or a dataset of such examples) weighs each example in the loss and the
+once when it fits in `IN_MEMORY_BYTES`, else streamed: `pipelines.stream_source`; set `IN_MEMORY_BYTES = 0` to
+always stream). `(x, y, sample_weight)` (arrays, or a dataset of such examples) weighs each example in the loss and the
 metrics, as Keras `fit` does. Float64 arrays become float32 (as Keras `fit` does). Without a test split,
 `test_fraction` of the train rows is held out (seeded), as for every other source.
 """
@@ -15,8 +16,12 @@ import inspect
 import numpy as np
 import tensorflow as tf
 
-from pipelines import arrays, npz
+from pipelines import arrays, npz, stream_source
 from pipelines.source import DataError, Source
+
+# A tf.data.Dataset up to this size is read into memory (the fast in-memory paths, e.g. rows kept on the devices);
+# a larger one streams (pipelines.stream_source).
+IN_MEMORY_BYTES = 1 << 30
 
 
 def import_object(reference, shown):
@@ -46,19 +51,48 @@ def _columns(x):
     return {k: _float32(v) for k, v in x.items()} if isinstance(x, dict) else _float32(x)
 
 
-def dataset_arrays(name, dataset):
-    """(x, y) or (x, y, sample_weight) numpy arrays of a finite dataset of unbatched examples of that form."""
+class _TooLarge(Exception):
+    """The dataset holds more than IN_MEMORY_BYTES: it streams instead."""
+
+
+def _row_bytes(spec):
+    leaves = tf.nest.flatten(spec)
+    if not all(leaf.shape.is_fully_defined() and leaf.dtype != tf.string for leaf in leaves):
+        return None
+    return sum(leaf.shape.num_elements() * leaf.dtype.size for leaf in leaves)
+
+
+def dataset_arrays(name, dataset, limit=None):
+    """(x, y) or (x, y, sample_weight) numpy arrays of a finite dataset of unbatched examples of that form; raises
+    _TooLarge once its examples pass `limit` bytes (known up front when the dataset knows its size)."""
     if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
         raise DataError(f"{name}: the dataset repeats forever; give one pass of the examples (tfapp repeats it)")
     spec = dataset.element_spec
     if not isinstance(spec, tuple) or len(spec) not in (2, 3):
         raise DataError(f"{name}: expected a dataset of unbatched (x, y) or (x, y, sample_weight) examples, got "
                         f"elements {spec}")
-    rows = list(dataset.as_numpy_iterator())
+    row_bytes = _row_bytes(spec)
+    if limit is not None and row_bytes is not None and dataset.cardinality() >= 0 and \
+            int(dataset.cardinality()) * row_bytes > limit:
+        raise _TooLarge()
+    rows, size = [], 0
+    for row in dataset.as_numpy_iterator():
+        rows.append(row)
+        size += row_bytes if row_bytes is not None else sum(np.asarray(leaf).nbytes for leaf in tf.nest.flatten(row))
+        if limit is not None and size > limit:
+            raise _TooLarge()
     if not rows:
         raise DataError(f"{name}: the dataset is empty")
     x = tf.nest.map_structure(lambda *leaves: np.stack(leaves), *[row[0] for row in rows])
     return (x, *(np.stack([row[i] for row in rows]) for i in range(1, len(spec))))
+
+
+def _stream(name, train, validation, test, options):
+    """A streaming Source of the parts (arrays given beside a streamed dataset become datasets)."""
+    def dataset(value):
+        return value if isinstance(value, tf.data.Dataset) else tf.data.Dataset.from_tensor_slices(tuple(value))
+    parts = {"train": train, "validation": validation, "test": test}
+    return stream_source.from_datasets(name, {k: dataset(v) for k, v in parts.items() if v is not None}, options)
 
 
 def pair(name, value):
@@ -81,7 +115,13 @@ def pair(name, value):
 
 
 def from_parts(name, train, options, validation=None, test=None):
-    """A Source of a train split (and optionally validation and test splits), each (x, y) or a dataset."""
+    """A Source of a train split (and optionally validation and test splits), each (x, y) or a dataset; a train
+    dataset over IN_MEMORY_BYTES streams, with the others."""
+    if isinstance(train, tf.data.Dataset):
+        try:
+            train = dataset_arrays(f"{name} train", train, limit=IN_MEMORY_BYTES)
+        except _TooLarge:
+            return _stream(name, train, validation, test, options)
     x, y, *weight = train_parts = pair(f"{name} train", train)
     if test is None:
         try:

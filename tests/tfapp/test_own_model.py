@@ -171,3 +171,41 @@ def test_own_subclassed_model_exports_and_serves_in_a_clean_tensorflow_process(t
                             text=True, timeout=120, env=_env("tensorflow"))
     assert served.returncode == 0, served.stderr[-3000:]
     assert served.stdout.strip().splitlines()[-1] == "x {'outputs': [2, 10]}"
+
+
+STREAMED_RUN = """
+import json, sys
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.datasets import load_digits
+import tfapp
+from pipelines import python_source, stream_source
+
+python_source.IN_MEMORY_BYTES = 0  # as a dataset larger than memory would: streamed, never gathered
+streamed = []
+real = stream_source.from_datasets
+stream_source.from_datasets = lambda *args: streamed.append(args[0]) or real(*args)
+x, y = load_digits(return_X_y=True)
+images = tf.data.Dataset.from_tensor_slices((x.reshape(-1, 8, 8, 1), y)).map(lambda image, label: (image / 16, label))
+model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(64, activation="relu"),
+                          keras.layers.Dense(10)])
+model.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["sparse_categorical_accuracy"],
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+run = tfapp.fit(model, images.take(1500), test=images.skip(1500), steps=300, batch_size=32, model_dir=sys.argv[1],
+                export=False)
+print(json.dumps({"streamed": streamed, "steps": run.report["steps"],
+                  "accuracy": run.report["final_metrics"]["sparse_categorical_accuracy"]}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_a_tf_data_dataset_over_the_memory_limit_streams_and_trains(tmp_path, backend):
+    if backend == "jax":
+        pytest.importorskip("jax")
+    out = subprocess.run([sys.executable, "-c", STREAMED_RUN, str(tmp_path / "run")], cwd=REPO, capture_output=True,
+                         text=True, timeout=300, env=_env(backend))
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(result["streamed"]) == 1 and result["steps"] == 300
+    assert result["accuracy"] > 0.85  # the 297 test images, read once at the end (in memory: ~0.9)
