@@ -65,12 +65,7 @@ def _row_bytes(spec):
 def dataset_arrays(name, dataset, limit=None):
     """(x, y) or (x, y, sample_weight) numpy arrays of a finite dataset of unbatched examples of that form; raises
     _TooLarge once its examples pass `limit` bytes (known up front when the dataset knows its size)."""
-    if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
-        raise DataError(f"{name}: the dataset repeats forever; give one pass of the examples (tfapp repeats it)")
-    spec = dataset.element_spec
-    if not isinstance(spec, tuple) or len(spec) not in (2, 3):
-        raise DataError(f"{name}: expected a dataset of unbatched (x, y) or (x, y, sample_weight) examples, got "
-                        f"elements {spec}")
+    spec = stream_source.element_spec(name, dataset)
     row_bytes = _row_bytes(spec)
     if limit is not None and row_bytes is not None and dataset.cardinality() >= 0 and \
             int(dataset.cardinality()) * row_bytes > limit:

@@ -34,13 +34,19 @@ def _example(spec):
     return to_dict
 
 
-def _check(name, dataset, arity=None):
+def element_spec(name, dataset):
+    """The element spec of a finite dataset of `(x, y)` or `(x, y, sample_weight)` examples; DataError otherwise."""
     if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
         raise DataError(f"{name}: the dataset repeats forever; give one pass of the examples (tfapp repeats it)")
     spec = dataset.element_spec
     if not isinstance(spec, tuple) or len(spec) not in (2, 3):
         raise DataError(f"{name}: expected a dataset of unbatched (x, y) or (x, y, sample_weight) examples, got "
                         f"elements {spec}")
+    return spec
+
+
+def _check(name, dataset, arity=None):
+    spec = element_spec(name, dataset)
     if arity is not None and len(spec) != arity:
         raise DataError(f"{name}: its examples have {len(spec)} parts, the train split's {arity}")
     for leaf in tf.nest.flatten(spec):

@@ -256,6 +256,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
     pending, last_result_at = None, 0.0
 
     def launch(at):
+        # One step first on a fresh run (time to first step); a resumed run keeps the loop grid of the original.
         size = next_loop_size(at, config.train_steps, boundaries, getattr(steps_per_loop, "size", steps_per_loop),
                               first=at == 0)
         dispatched_at = time.perf_counter()
