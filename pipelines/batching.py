@@ -230,4 +230,13 @@ def eval_dataset(make_split, preprocess, global_batch_size, num_examples, input_
     else:
         dataset = dataset.map(apply, num_parallel_calls=AUTOTUNE).batch(batch, drop_remainder=True)
     dataset = dataset.cache()
-    return (dataset.repeat() if repeat else dataset).prefetch(AUTOTUNE)
+    dataset = (dataset.repeat() if repeat else dataset).prefetch(AUTOTUNE)
+    return dataset.with_options(_EVAL_OPTIONS)
+
+
+# Eval pipelines run without tf.data's autotuning thread: after the first pass they read their cache, so it tunes
+# nothing, and deleting an iterator whose tuning ran a while can block for seconds (TF 2.21: the validation
+# iterator, replaced by the test split's at the end of a run, held the run 3–6 s in about half the runs:
+# docs/performance.md#figures-behind-the-code). AUTOTUNE then means one map call per core and a self-sizing prefetch.
+_EVAL_OPTIONS = tf.data.Options()
+_EVAL_OPTIONS.autotune.enabled = False

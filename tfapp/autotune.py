@@ -17,8 +17,9 @@ batches. Measuring must pay for itself (`tfapp/autotune_cache.py` keeps the answ
   and `untried` lists it so a longer run with the cache tries it.
   One that fails to compile (an op XLA lacks) is recorded with a one-line reason and skipped.
 - With two or more settings compiled, they run round-robin, one loop each per round, until the budget is spent
-  (at least one round: single loops move by ±25% on a shared machine); one below `DROP` × the best after the
-  first round is dropped; the choice is the best median, ties (within `TIE`) going to no XLA.
+  and at least `MIN_ROUNDS` rounds have run (single loops move by ±25% on a shared machine: a choice from one
+  loop each flipped between runs of the same command); one below `DROP` × the best after the first round is
+  dropped; the choice is the best median, ties (within `TIE`) going to no XLA.
 The model, optimizer and random-number variables are snapshotted first and restored after, and measuring reads
 an iterator of its own, so it leaves no trace: the run starts from its first step with the chosen setting.
 """
@@ -36,6 +37,7 @@ JIT_ORDER = (False, True, "block")  # ties go to the earlier one
 FRACTION = 0.10  # measuring may cost at most this share of the planned run …
 COMPILE_FACTOR = 3.0  # … and an XLA compile is expected to take this many times the plain step's trace
 DROP = 0.5  # a setting below this share of the best after the first round stops being measured
+MIN_ROUNDS = 3  # compiled settings are compared on medians of at least this many loops each (loops ≤ LOOP_SECONDS)
 
 
 @dataclasses.dataclass
@@ -151,8 +153,8 @@ def _compile(make_trainer, jit, iterator, measurements):
 
 
 def _round_robin(trainers, iterator, steps, deadline):
-    """{jit: [steps/s per loop]}: rounds of one loop per live setting until `deadline` (at least one round);
-    after the first round, settings below DROP × the best are dropped."""
+    """{jit: [steps/s per loop]}: rounds of one loop per live setting until `deadline`, and at least MIN_ROUNDS
+    rounds; after the first round, settings below DROP × the best are dropped."""
     speeds, live = {jit: [] for jit in trainers}, list(trainers)
     while True:
         for jit in live:
@@ -160,7 +162,7 @@ def _round_robin(trainers, iterator, steps, deadline):
         if len(speeds[live[0]]) == 1:
             best = max(speeds[jit][0] for jit in live)
             live = [jit for jit in live if speeds[jit][0] >= DROP * best]
-        if time.perf_counter() >= deadline:
+        if time.perf_counter() >= deadline and len(speeds[live[0]]) >= MIN_ROUNDS:
             return speeds
 
 

@@ -59,6 +59,20 @@ def test_eval_padding_counts_every_example_once_and_hosts_are_disjoint(num_pipel
     assert sorted(seen) == list(range(n))
 
 
+@pytest.mark.parametrize("repeat", [False, True])
+def test_eval_pipelines_run_without_the_autotuning_thread_and_still_read_everything(repeat):
+    """Deleting an eval iterator whose tf.data autotuning ran a while blocked a run for seconds: eval pipelines
+    (cached after one pass) turn it off; a repeating one still yields its passes in order."""
+    n = 50
+    ds = pipelines.eval_dataset(_source(n).splits["test"], _pre, 16, n, repeat=repeat)
+    assert ds.options().autotune.enabled is False
+    steps = pipelines.eval_steps(n, 16)
+    labels = [y[w > 0].tolist() for _, y, w in ds.take(2 * steps).as_numpy_iterator()]
+    assert sum(labels[:steps], []) == list(range(n))
+    if repeat:
+        assert labels[steps:] == labels[:steps]
+
+
 def test_vectorized_train_batches_equal_per_example_ones():
     source = _source()
     plain = pipelines.train_dataset(source.splits["train"], _pre, 8, seed=5)

@@ -1,6 +1,7 @@
 """Autotune measures every candidate on the real step, restores the weights, and picks the fastest (ties: no XLA,
 fewer steps per loop); the choice and every measurement land in report.json."""
 import numpy as np
+import pytest
 
 import pipelines
 import strategies
@@ -19,6 +20,44 @@ def test_choose_prefers_fastest_then_no_xla():
 def test_loop_size_is_the_largest_loop_within_a_quarter_second():
     assert autotune.loop_size(5000) == 256 and autotune.loop_size(300) == 64 and autotune.loop_size(100) == 16
     assert autotune.loop_size(2) == 1  # slow steps: one per loop, so progress and signals stay responsive
+
+
+class _Clock:
+    """A stand-in for the `time` module whose clock moves only when a fake trainer runs a loop."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def perf_counter(self):
+        return self.now
+
+
+class _FakeTrainer:
+    """A trainer whose loop takes `seconds` on `clock`: round-robin's bookkeeping without a model or noise."""
+
+    def __init__(self, clock, seconds):
+        self.clock, self.seconds, self.loops = clock, seconds, 0
+
+    def train(self, iterator, steps):
+        self.loops += 1
+        self.clock.now += self.seconds
+
+
+def test_round_robin_takes_medians_of_several_loops_and_drops_the_slow(monkeypatch):
+    """Even with the budget already spent, each setting runs MIN_ROUNDS loops (one loop each is a coin flip at the
+    margin); one below DROP × the best after the first round runs no more."""
+    clock = _Clock()
+    monkeypatch.setattr(autotune, "time", clock)
+    trainers = {False: _FakeTrainer(clock, 0.010), "block": _FakeTrainer(clock, 0.008),
+                True: _FakeTrainer(clock, 0.100)}
+    speeds = autotune._round_robin(trainers, iter(()), steps=1, deadline=0.0)
+    assert autotune.MIN_ROUNDS >= 3
+    assert len(speeds[False]) == len(speeds["block"]) == autotune.MIN_ROUNDS
+    assert speeds[True] == [pytest.approx(10.0)] and trainers[True].loops == 1
+    # with budget left, rounds go on until the deadline
+    clock.now, deadline = 0.0, 0.95
+    speeds = autotune._round_robin({False: _FakeTrainer(clock, 0.1)}, iter(()), steps=1, deadline=deadline)
+    assert len(speeds[False]) == 10
 
 
 def _digits_mlp():
@@ -45,7 +84,7 @@ def test_autotune_measures_the_settings_round_robin_and_restores_variables():
     assert len(optimizer.variables) > 2 and int(optimizer.iterations.numpy()) == 0
     assert all(not np.any(v.numpy()) for v in optimizer.variables if "momentum" in v.path or "velocity" in v.path)
     assert sorted(str(m["jit_compile"]) for m in result.measurements) == ["False", "True"]
-    assert all(m["steps_per_second"] > 0 and m["loops"] >= 1 for m in result.measurements)
+    assert all(m["steps_per_second"] > 0 and m["loops"] >= autotune.MIN_ROUNDS for m in result.measurements)
     assert result.trainer.jit_compile == result.jit_compile and result.untried == []
     assert result.steps_per_loop == autotune.loop_size(result.measurements[0]["steps_per_second"]) or \
         result.steps_per_loop in autotune.STEPS_PER_LOOP_CANDIDATES

@@ -31,7 +31,8 @@ def test_measuring_leaves_no_trace(tmp_path, cache_dir, monkeypatch):
     """A run that measures every XLA setting (budget forced open), then trains, ends bit for bit where a run
     given the same choice without measuring ends: weights, optimizer, Dropout's RNG and data order untouched."""
     # A budget that pays for both XLA compiles on any CPU (FRACTION × 60 planned steps / the probe's speed was once
-    # 100 × 60 / ~200 = 30 s, less than a loaded CI took for one compile: XLA True was left untried), one timed round.
+    # 100 × 60 / ~200 = 30 s, less than a loaded CI took for one compile: XLA True was left untried), the fewest
+    # timed rounds (autotune.MIN_ROUNDS).
     monkeypatch.setattr(autotune, "FRACTION", 1e9)
     monkeypatch.setattr(autotune, "COMPILE_FACTOR", 0.0)
     one_round = autotune._round_robin
