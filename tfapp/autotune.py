@@ -34,7 +34,7 @@ LOOP_SECONDS = 0.25  # steps_per_loop=auto: the largest candidate whose loop tak
 PROBE_SECONDS = 0.05  # the probe grows its loop 4x (from 2 steps, up to 64) until one lasts this long
 TIE = 0.03  # within 3% of the fastest counts as a tie: prefer no XLA
 JIT_ORDER = (False, True, "block")  # ties go to the earlier one
-FRACTION = 0.10  # measuring may cost at most this share of the planned run …
+FRACTION = 0.15  # measuring may cost at most this share of the planned run … (0.10 until 2026-12-06: see docs)
 COMPILE_FACTOR = 3.0  # … and an XLA compile is expected to take this many times the plain step's trace
 DROP = 0.5  # a setting below this share of the best after the first round stops being measured
 MIN_ROUNDS = 3  # compiled settings are compared on medians of at least this many loops each (loops ≤ LOOP_SECONDS)

@@ -93,9 +93,10 @@ def test_an_entry_that_left_xla_untried_is_measured_again_by_a_run_that_can_pay_
     key = {"k": 1}
     local_cache.write_json(autotune_cache.file_for(key), {**entry, "key": key, "choice": {
         "jit_compile": False, "steps_per_loop": 16}})
-    assert autotune_cache.lookup(key, planned_steps=100, budget_seconds=3.0) is not None   # 0.1 s of budget
+    assert autotune_cache.lookup(key, planned_steps=100, budget_seconds=3.0) is not None   # ~0.1 s of budget
     assert autotune_cache.lookup(key, planned_steps=100_000, budget_seconds=3.0) is None   # 3 s >= 0.5 s + 3 x 0.5 s
-    assert autotune_cache.lookup(key, planned_steps=1_800, budget_seconds=3.0) is not None  # 1.8 s < 2 s
+    short = round(1.8 / autotune.FRACTION * 100)  # the steps whose budget is 1.8 s at 100 steps/s
+    assert autotune_cache.lookup(key, planned_steps=short, budget_seconds=3.0) is not None  # 1.8 s < 2 s
     # The same command again: a budget within 2x of the one that left XLA untried reuses the entry
     local_cache.write_json(autotune_cache.file_for(key), {**entry, "key": key, "budget_seconds": 2.5, "choice": {
         "jit_compile": False, "steps_per_loop": 16}})
