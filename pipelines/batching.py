@@ -236,7 +236,7 @@ def eval_dataset(make_split, preprocess, global_batch_size, num_examples, input_
 
 # Eval pipelines run without tf.data's autotuning thread: after the first pass they read their cache, so it tunes
 # nothing, and deleting an iterator whose tuning ran a while can block for seconds (TF 2.21: the validation
-# iterator, replaced by the test split's at the end of a run, held the run 3–6 s in about half the runs:
+# iterator, replaced by the test split's at the end of a run, held the run 3–6 s in 7 of 17 timed runs:
 # docs/performance.md#figures-behind-the-code). AUTOTUNE then means one map call per core and a self-sizing prefetch.
 _EVAL_OPTIONS = tf.data.Options()
 _EVAL_OPTIONS.autotune.enabled = False
