@@ -23,6 +23,12 @@ AUTOTUNE = tf.data.AUTOTUNE
 MAX_BLOCK = 64  # in-memory arrays: at most this many batches gathered and preprocessed per map call
 BLOCK_BYTES = 32 << 20  # … and at most ~32 MiB of rows per block (raw bytes ×4 for what preprocess adds)
 INDEX_BLOCK = 256  # batches of row indices per block (index_blocks)
+# Eval pipelines run without tf.data's autotuning thread: after the first pass they read their cache, so it tunes
+# nothing, and deleting an iterator whose tuning ran a while can block for seconds (TF 2.21: the validation
+# iterator, replaced by the test split's at the end of a run, held the run 3–6 s in 7 of 17 timed runs:
+# docs/performance.md#figures-behind-the-code). AUTOTUNE then means one map call per core and a self-sizing prefetch.
+_EVAL_OPTIONS = tf.data.Options()
+_EVAL_OPTIONS.autotune.enabled = False
 # The functions this module maps are traced as written, not converted by AutoGraph: a task's preprocess is plain
 # TensorFlow ops without Python control flow on tensors (use tf.cond/tf.where), and converting it was most of the
 # time a pipeline took to build (docs/performance.md#figures-behind-the-code).
@@ -233,10 +239,3 @@ def eval_dataset(make_split, preprocess, global_batch_size, num_examples, input_
     dataset = (dataset.repeat() if repeat else dataset).prefetch(AUTOTUNE)
     return dataset.with_options(_EVAL_OPTIONS)
 
-
-# Eval pipelines run without tf.data's autotuning thread: after the first pass they read their cache, so it tunes
-# nothing, and deleting an iterator whose tuning ran a while can block for seconds (TF 2.21: the validation
-# iterator, replaced by the test split's at the end of a run, held the run 3–6 s in 7 of 17 timed runs:
-# docs/performance.md#figures-behind-the-code). AUTOTUNE then means one map call per core and a self-sizing prefetch.
-_EVAL_OPTIONS = tf.data.Options()
-_EVAL_OPTIONS.autotune.enabled = False
