@@ -16,6 +16,7 @@ batches. Measuring must pay for itself (`tfapp/autotune_cache.py` keeps the answ
   plain trace, then the last XLA compile's time; per block before per step): a short run never compiles one,
   and `untried` lists it so a longer run with the cache tries it.
   One that fails to compile (an op XLA lacks) is recorded with a one-line reason and skipped.
+  Each measured setting's first step (trace or compile) is kept in `measurements` as `first_step_seconds`.
 - With two or more settings compiled, they run round-robin, one loop each per round, until the budget is spent
   and at least `MIN_ROUNDS` rounds have run (single loops move by ±25% on a shared machine: a choice from one
   loop each flipped between runs of the same command); one below `DROP` × the best after the first round is
@@ -191,20 +192,22 @@ def autotune(make_trainer, iterator, jit_candidates, steps_per_loop=None, budget
     spent_from = start + trace_seconds
     steps = steps_per_loop or loop_size(probe)
     compile_estimate = COMPILE_FACTOR * trace_seconds  # until an XLA compile has been timed
+    first_step_seconds = {first_jit: trace_seconds}
     for jit in other_jits:
         if budget - (time.perf_counter() - spent_from) < compile_estimate:
             untried.append(jit)  # its compile alone would cost more than the budget left
             continue
         compile_start = time.perf_counter()
         compiled = _compile(make_trainer, jit, iterator, measurements)
-        compile_estimate = time.perf_counter() - compile_start
+        compile_estimate = first_step_seconds[jit] = time.perf_counter() - compile_start
         if compiled is not None:
             trainers[jit] = compiled
     if len(trainers) > 1:
         measurements = [m for m in measurements if not m.get("probe")]
         for jit, values in _round_robin(trainers, iterator, steps, spent_from + budget).items():
             measurements.append({"jit_compile": jit, "steps_per_loop": steps, "loops": len(values),
-                                 "steps_per_second": statistics.median(values)})
+                                 "steps_per_second": statistics.median(values),
+                                 "first_step_seconds": first_step_seconds[jit]})
     _restore(tracked, saved)
     choice = _choose(measurements)
     return AutotuneResult(trainers[choice["jit_compile"]], choice["jit_compile"], steps, measurements,

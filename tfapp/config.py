@@ -82,7 +82,7 @@ class Config:
     steps_per_loop: str = "auto"             # optimizer steps per host round-trip (one tf.function call), or auto
     jit_compile: str = "auto"                # auto | true | false | block: the alias of --xla (step, off, loop)
     xla: Optional[str] = None                # auto | off | step | loop; resolved into jit_compile (then None)
-    autotune_seconds: float = 6.0            # measuring budget of the auto settings (and <= ~15% of the run)
+    autotune_seconds: float = 10.0           # measuring budget of the auto settings (and <= ~15% of the run)
     autotune: str = "cache"                  # cache: reuse an earlier measurement of the same setup | measure
     mixed_precision: str = "none"            # none | bfloat16 | float16 (adds dynamic loss scaling) | auto
     lr_schedule: Optional[str] = None        # constant | cosine (decay to 0 over train_steps, after warmup); per task

@@ -136,7 +136,7 @@ def define_flags():
                       "language_model gpt). The JAX engine compiles every step: auto is a rule there.")
     flags.DEFINE_enum("jit_compile", "auto", list(config_lib.JIT_CHOICES),
                       "The alias of --xla, in Keras's words: false = off, true = step, block = loop.")
-    flags.DEFINE_float("autotune_seconds", 6.0, "At most this many seconds for measuring the auto settings, and "
+    flags.DEFINE_float("autotune_seconds", 10.0, "At most this many seconds for measuring the auto settings, and "
                        "never more than ~15% of the planned run; the measurements go into report.json under "
                        "'autotune'.")
     flags.DEFINE_enum("autotune", "cache", list(config_lib.AUTOTUNE_CHOICES),

@@ -85,6 +85,9 @@ def test_autotune_measures_the_settings_round_robin_and_restores_variables():
     assert all(not np.any(v.numpy()) for v in optimizer.variables if "momentum" in v.path or "velocity" in v.path)
     assert sorted(str(m["jit_compile"]) for m in result.measurements) == ["False", "True"]
     assert all(m["steps_per_second"] > 0 and m["loops"] >= autotune.MIN_ROUNDS for m in result.measurements)
+    # each setting's first step (the trace; with XLA, the compile) is recorded: what COMPILE_FACTOR is checked on
+    first = {m["jit_compile"]: m["first_step_seconds"] for m in result.measurements}
+    assert first[False] == result.trace_seconds and first[True] > 0
     assert result.trainer.jit_compile == result.jit_compile and result.untried == []
     assert result.steps_per_loop == autotune.loop_size(result.measurements[0]["steps_per_second"]) or \
         result.steps_per_loop in autotune.STEPS_PER_LOOP_CANDIDATES

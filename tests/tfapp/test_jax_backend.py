@@ -62,6 +62,7 @@ def test_digits_on_two_jax_devices_trains_reports_and_exports(tmp_path, cli):
     assert "set by" not in report["autotune"]["reason"] and "measurements" not in report["autotune"]
     # digits' train rows (1438, less the validation 10%): float32 x, int32 y
     assert report["rows_on_devices_bytes"] == 1295 * (64 + 1) * 4
+    assert report["host_malloc"] is None  # a CPU split into devices keeps glibc's defaults (tfapp.host_memory)
     with open(model_dir / "metrics.csv") as f:
         assert sum(1 for line in f if ",validation,accuracy," in line) == 3
     assert (model_dir / "curves.png").exists() and report["export_path"] == str(model_dir / "export" / "1")

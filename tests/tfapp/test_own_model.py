@@ -2,6 +2,7 @@
 resumed bit for bit after kill -9, exported and served; the README's example runs as written."""
 import json
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -171,6 +172,8 @@ def test_own_subclassed_model_exports_and_serves_in_a_clean_tensorflow_process(t
                             text=True, timeout=120, env=_env("tensorflow"))
     assert served.returncode == 0, served.stderr[-3000:]
     assert served.stdout.strip().splitlines()[-1] == "x {'outputs': [2, 10]}"
+    if backend == "jax" and platform.libc_ver()[0] == "glibc":  # one CPU device: its scratch reused
+        assert json.loads((model_dir / "report.json").read_text())["host_malloc"].startswith("glibc mallopt")
 
 
 STREAMED_RUN = """

@@ -28,7 +28,8 @@ import tensorflow as tf  # tf.data only: the model runs on JAX
 import pipelines
 from pipelines import batching
 from strategies import jax_mesh
-from tfapp import autotune, checkpoints, compile_cache, experiment, flops, jax_checkpoints, jax_loop, precision, report
+from tfapp import autotune, checkpoints, compile_cache, experiment, flops, host_memory, jax_checkpoints, jax_loop
+from tfapp import precision, report
 from tfapp import program_cache
 from tfapp import tasks
 from tfapp.config import ConfigError
@@ -59,6 +60,10 @@ def prepare(config):
     model_dir, resuming = experiment.resolve_run_dir(config)
     config = dataclasses.replace(config, model_dir=model_dir)
     compile_cache.enable_jax()
+    if devices.devices[0].platform == "cpu" and jax.local_device_count() == 1:
+        # XLA:CPU scratch reused between calls, not faulted in anew. Not on a CPU split into several devices (a
+        # test set-up): their all-reduce can deadlock in XLA:CPU's thread pool, and no run there measured it.
+        host_memory.keep_freed_memory()
     with experiment.timed(startup, "data_load_s"):
         source = experiment.load_source(config, task)
     keras.utils.set_random_seed(config.seed)
@@ -318,7 +323,9 @@ def write_export(experiment, prepared, write_dir):
 
 
 def report_extras(experiment):
-    """report.json's JAX keys: the version, model parallelism, the training rows kept on the devices (bytes)."""
+    """report.json's JAX keys: the version, model parallelism, the training rows kept on the devices (bytes), and
+    the host malloc setting (tfapp.host_memory; None: glibc's defaults)."""
     table = experiment.train_table
     return {"jax_version": jax.__version__, "model_parallel": sharding_report(experiment),
-            "rows_on_devices_bytes": sum(leaf.nbytes for leaf in tf.nest.flatten(table)) if table else None}
+            "rows_on_devices_bytes": sum(leaf.nbytes for leaf in tf.nest.flatten(table)) if table else None,
+            "host_malloc": host_memory.current()}
