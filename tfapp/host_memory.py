@@ -6,14 +6,13 @@ at every call.
 
 An XLA:CPU program gets its scratch (temporaries) from malloc at every call. glibc serves blocks over its mmap
 threshold (at most 32 MB) with a fresh mmap and unmaps them on free, so each call's scratch is faulted in page by
-page, zeroed by the kernel: the own-model transformer's 45 MB scratch cost ~11,700 page faults per call, and a
-loop of 4 steps ran ~9% slower than one of 16 for it (docs/performance.md#figures-behind-the-code). Serving every
-block from malloc's heaps (M_MMAP_MAX=0) and keeping up to `KEEP_BYTES` free at a heap's top (M_TRIM_THRESHOLD)
-lets the next call reuse the same pages. The TensorFlow engine's allocations did not fault like this (its page
-faults rose with the setting), so only the JAX engine asks for it, and only with one CPU device per process: on
-accelerators the scratch lives in device memory, and a CPU split into several devices is a test set-up
-(docs/performance.md#figures-behind-the-code). Freed memory then stays with the process (reused by it, not
-returned to the system) up to `KEEP_BYTES` per heap.
+page, zeroed by the kernel, which slows short loops of such a program (figures in
+docs/performance.md#figures-behind-the-code). Serving every block from malloc's heaps (M_MMAP_MAX=0) and keeping up
+to `KEEP_BYTES` free at a heap's top (M_TRIM_THRESHOLD) lets the next call reuse the same pages. The TensorFlow
+engine's allocations did not fault like this (its page faults rose with the setting), so only the JAX engine asks
+for it, and only with one CPU device per process: on accelerators the scratch lives in device memory, and a CPU
+split into several devices is a test set-up (docs/performance.md#figures-behind-the-code). Freed memory then stays
+with the process (reused by it, not returned to the system) up to `KEEP_BYTES` per heap.
 """
 import ctypes
 import ctypes.util
