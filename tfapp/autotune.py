@@ -10,8 +10,9 @@ batches. Measuring must pay for itself (`tfapp/autotune_cache.py` keeps the answ
   end of that trace (the run pays for one trace or compile whatever is measured).
 - Steps per loop: more steps per host round-trip are never slower, only coarser (progress, signals, callbacks
   act between loops), so `auto` takes the largest candidate whose loop lasts at most `LOOP_SECONDS` at the
-  probe's speed rather than timing each (noise once picked 1 step per loop where 16 ran faster:
-  docs/performance.md#figures-behind-the-code).
+  chosen setting's measured speed rather than timing each (noise once picked 1 step per loop where 16 ran
+  faster: docs/performance.md#figures-behind-the-code). The settings are compared on loops of that size at the
+  probe's speed.
 - An XLA candidate is compiled only while the budget left could pay for its compile (`COMPILE_FACTOR` × the
   plain trace, then the last XLA compile's time; per block before per step): a short run never compiles one,
   and `untried` lists it so a longer run with the cache tries it.
@@ -31,7 +32,7 @@ import time
 import tensorflow as tf
 
 STEPS_PER_LOOP_CANDIDATES = (1, 4, 16, 64, 256)
-LOOP_SECONDS = 0.25  # steps_per_loop=auto: the largest candidate whose loop takes at most this long
+LOOP_SECONDS = 0.5  # steps_per_loop=auto: the largest candidate whose loop takes at most this long
 PROBE_SECONDS = 0.05  # the probe grows its loop 4x (from 2 steps, up to 64) until one lasts this long
 TIE = 0.03  # within 3% of the fastest counts as a tie: prefer no XLA
 JIT_ORDER = (False, True, "block")  # ties go to the earlier one
@@ -190,7 +191,7 @@ def autotune(make_trainer, iterator, jit_candidates, steps_per_loop=None, budget
     # The budget is spent from after the plain trace: the run needs that trace (or an XLA compile in its place)
     # whatever is measured, so only what comes after it is the cost of measuring.
     spent_from = start + trace_seconds
-    steps = steps_per_loop or loop_size(probe)
+    steps = steps_per_loop or loop_size(probe)  # the loops the settings are compared on
     compile_estimate = COMPILE_FACTOR * trace_seconds  # until an XLA compile has been timed
     first_step_seconds = {first_jit: trace_seconds}
     for jit in other_jits:
@@ -210,5 +211,6 @@ def autotune(make_trainer, iterator, jit_candidates, steps_per_loop=None, budget
                                  "first_step_seconds": first_step_seconds[jit]})
     _restore(tracked, saved)
     choice = _choose(measurements)
-    return AutotuneResult(trainers[choice["jit_compile"]], choice["jit_compile"], steps, measurements,
+    run_steps = steps_per_loop or loop_size(choice["steps_per_second"])  # at the speed the run will train at
+    return AutotuneResult(trainers[choice["jit_compile"]], choice["jit_compile"], run_steps, measurements,
                           time.perf_counter() - start, choice["steps_per_second"], untried, trace_seconds, budget)

@@ -125,7 +125,7 @@ def define_flags():
     flags.DEFINE_integer("num_cpu_devices", None, "Split the CPU into N logical devices (to run Mirrored on a "
                          "CPU-only machine).")
     flags.DEFINE_string("steps_per_loop", "auto", "Optimizer steps per host round-trip (one tf.function call), "
-                        "or auto: the largest of 1, 4, 16, 64, 256 whose loop lasts at most 0.25 s at the measured "
+                        "or auto: the largest of 1, 4, 16, 64, 256 whose loop lasts at most 0.5 s at the measured "
                         "speed. Progress, eval, checkpoints and signals are handled between loops.")
     flags.DEFINE_enum("xla", None, list(config_lib.XLA_TO_JIT),
                       "XLA compilation of the train step. off: none; step: one XLA program per step; loop: one "

@@ -39,6 +39,8 @@ class Outcome:
     time_to_first_step: float = 0.0
     compile_seconds: float = 0.0
     timed_steps: int = 0          # steps after the first loop (which carries tracing/compilation)
+    # … and their wall seconds, the host's work between loops included (logging, progress, callbacks), not
+    # evaluations, checkpoint saves or restoring after a NaN: what a user's throughput is
     timed_seconds: float = 0.0
     input_wait_seconds: float = 0.0  # time the timed loops were blocked in next(iterator)
     input_handover_seconds: float = 0.0  # time from asking for a batch to having it (wait + slicing a block)
@@ -254,6 +256,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
     # the boundary, no signal or stop request pending, no callback watching batches (it may stop the run).
     ahead_allowed = hasattr(trainer, "start") and not _watches_batches(callback_list)
     pending, last_result_at = None, 0.0
+    timed_from = None  # when the host's work toward the next loop began: the last result, past evaluations, saves
 
     def launch(at):
         # One step first on a fresh run (time to first step); a resumed run keeps the loop grid of the original.
@@ -280,16 +283,23 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                 step = _handle_nan(experiment, trainer, manager, outcome, end)
                 iterator = iter(experiment.restart_train_data(step))
                 trainer.reset_input()
+                timed_from = None
                 continue
+            paused = 0.0  # seconds of this iteration not counted as training: evaluation, saving, first-loop setup
             if "learning_rate" not in train_values:
                 train_values["learning_rate"] = trainer.learning_rate()
             speed = {"steps_per_second": size / elapsed}
             if step == outcome.start_step:
                 outcome.time_to_first_step, outcome.compile_seconds = time.time() - start_time, elapsed
                 if after_first_loop:
+                    setup_start = time.perf_counter()
                     after_first_loop()
+                    paused += time.perf_counter() - setup_start
             else:
-                outcome.timed_steps, outcome.timed_seconds = outcome.timed_steps + size, outcome.timed_seconds + elapsed
+                # The loop and the host's work since the last one (`elapsed`, the loop alone, is what autotune
+                # measured and what judges its choice).
+                wall = result_at - (loop_start if timed_from is None else min(timed_from, loop_start))
+                outcome.timed_steps, outcome.timed_seconds = outcome.timed_steps + size, outcome.timed_seconds + wall
                 outcome.input_wait_seconds += loop.input_wait
                 outcome.input_handover_seconds += loop.input_handover
                 if hasattr(steps_per_loop, "observe"):  # autotune.LoopSizeFromSpeed: the next loops' size
@@ -317,6 +327,7 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                                                         **{f"val_{k}": v for k, v in outcome.eval_metrics.items()}})
                 epoch += 1
                 callback_list.on_epoch_begin(epoch)
+                paused += time.perf_counter() - eval_start  # the evaluation and what follows it (the best kept)
             # A signal or stop request that came while a loop ran ahead is served at that loop's end: the state
             # is already past this step.
             settled = pending is None
@@ -326,6 +337,8 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                 run_log.flush()  # rows first: a kill between the two leaves extra rows, which resuming trims
                 manager.save(checkpoint_number=step)
                 outcome.checkpoint_seconds += time.perf_counter() - save_start
+                paused += time.perf_counter() - save_start
+            timed_from = last_result_at + paused
             if settled and signals.received:
                 outcome.stopped_by_signal = signals.received
                 break

@@ -1,6 +1,7 @@
 """Mixed precision, learning-rate schedules and Keras callbacks (EarlyStopping, user callbacks) on the real loop."""
 import csv
 import os
+import time
 
 import keras
 import pytest
@@ -76,3 +77,22 @@ def test_user_callbacks_and_early_stopping(tmp_path):
     assert report["stopped_early"] and report["steps"] < 100
     assert recorder.calls[0] == "train_begin" and recorder.calls[-1] == "train_end"
     assert recorder.calls[1] == ("epoch_end", 0, ["val_accuracy", "val_loss"])
+
+
+class _SlowHost(keras.callbacks.Callback):
+    """Host work after every loop (counted in the run's steps/s, as a user's throughput) and after each evaluation
+    (not counted: an evaluation is not training)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        time.sleep(0.05)
+
+    def on_epoch_end(self, epoch, logs=None):
+        time.sleep(0.5)
+
+
+def test_steps_per_second_counts_host_work_between_loops_but_not_evaluations(tmp_path):
+    # 8 loops of 5 steps; the first (tracing) is not timed, so 35 timed steps, each of their 7 loops after the
+    # 50 ms that followed the loop before; the 0.5 s after the evaluation at step 20 is left out.
+    report = run.run(_config(tmp_path, train_steps=40, eval_every=20), callbacks=[_SlowHost()])
+    timed_seconds = 35 / report["steps_per_second"]
+    assert 7 * 0.05 <= timed_seconds < 7 * 0.05 + 0.4
