@@ -23,12 +23,13 @@ AUTOTUNE = tf.data.AUTOTUNE
 MAX_BLOCK = 64  # in-memory arrays: at most this many batches gathered and preprocessed per map call
 BLOCK_BYTES = 32 << 20  # … and at most ~32 MiB of rows per block (raw bytes ×4 for what preprocess adds)
 INDEX_BLOCK = 256  # batches of row indices per block (index_blocks)
-# Eval pipelines run without tf.data's autotuning thread: after the first pass they read their cache, so it tunes
-# nothing, and deleting an iterator whose tuning ran a while can block for seconds (TF 2.21: the validation
-# iterator, replaced by the test split's at the end of a run, held the run 3–6 s in 7 of 17 timed runs:
-# docs/performance.md#figures-behind-the-code). AUTOTUNE then means one map call per core and a self-sizing prefetch.
-_EVAL_OPTIONS = tf.data.Options()
-_EVAL_OPTIONS.autotune.enabled = False
+# Pipelines run without tf.data's autotuning thread: deleting an iterator whose tuning ran a while blocks until
+# that thread's next wake-up, which comes ever later the longer it ran (TF 2.21: the validation iterator at the
+# end of a run, the training iterator when the loops end, autotune's own iterator; figures in
+# docs/performance.md#figures-behind-the-code). AUTOTUNE then means one map call per core and a self-sizing
+# prefetch, which is what these one-map pipelines need.
+_OPTIONS = tf.data.Options()
+_OPTIONS.autotune.enabled = False
 # The functions this module maps are traced as written, not converted by AutoGraph: a task's preprocess is plain
 # TensorFlow ops without Python control flow on tensors (use tf.cond/tf.where), and converting it was most of the
 # time a pipeline took to build (docs/performance.md#figures-behind-the-code).
@@ -107,7 +108,7 @@ def index_blocks(arrays, global_batch_size, seed, input_context=None, skip_steps
     batch = per_replica_batch_size(global_batch_size, context)
     indices = _index_batches(len(arrays["y"]), batch, seed, context, skip_steps)
     indices = indices.map(_as_written(lambda _, index: tf.cast(index, tf.int32)))
-    return indices.batch(block, drop_remainder=True).prefetch(2)
+    return indices.batch(block, drop_remainder=True).prefetch(2).with_options(_OPTIONS)
 
 
 def preprocess_rows(arrays, preprocess):
@@ -137,7 +138,7 @@ def _gathered_batches(arrays, preprocess, batch, seed, context, skip_steps=0, bl
 
     dataset = tf.data.Dataset.zip((indices, tables)).map(_as_written(block), num_parallel_calls=AUTOTUNE,
                                                          deterministic=True)
-    return (dataset if blocks else dataset.unbatch()).prefetch(AUTOTUNE)
+    return (dataset if blocks else dataset.unbatch()).prefetch(AUTOTUNE).with_options(_OPTIONS)
 
 
 def pack_columns(arrays):
@@ -189,7 +190,7 @@ def train_dataset(make_split, preprocess, global_batch_size, seed, input_context
         dataset = dataset.skip(skip * batch).enumerate(start=skip * batch)
         dataset = dataset.map(_augmented(preprocess, augment), num_parallel_calls=AUTOTUNE, deterministic=True)
         dataset = dataset.batch(batch, drop_remainder=True)
-    return dataset.prefetch(AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE).with_options(_OPTIONS)
 
 
 def padded_shard_size(num_examples, global_batch_size, context):
@@ -237,5 +238,5 @@ def eval_dataset(make_split, preprocess, global_batch_size, num_examples, input_
         dataset = dataset.map(apply, num_parallel_calls=AUTOTUNE).batch(batch, drop_remainder=True)
     dataset = dataset.cache()
     dataset = (dataset.repeat() if repeat else dataset).prefetch(AUTOTUNE)
-    return dataset.with_options(_EVAL_OPTIONS)
+    return dataset.with_options(_OPTIONS)
 
