@@ -336,8 +336,9 @@ def run_loops(experiment, trainer, steps_per_loop, run_log, write_dir, start_tim
                 save_start = time.perf_counter()
                 run_log.flush()  # rows first: a kill between the two leaves extra rows, which resuming trims
                 manager.save(checkpoint_number=step)
-                outcome.checkpoint_seconds += time.perf_counter() - save_start
-                paused += time.perf_counter() - save_start
+                save_seconds = time.perf_counter() - save_start
+                outcome.checkpoint_seconds += save_seconds
+                paused += save_seconds
             timed_from = last_result_at + paused
             if settled and signals.received:
                 outcome.stopped_by_signal = signals.received
